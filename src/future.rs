@@ -1,0 +1,231 @@
+//! The bridge from futures to Deferreds: [`ensure_deferred`] and
+//! [`Deferred::from_future`] (Twisted's `ensureDeferred` /
+//! `Deferred.fromCoroutine`).
+//!
+//! ```
+//! use tokio_deferred::{ensure_deferred, succeed, Failure};
+//!
+//! async fn double(n: u32) -> Result<u32, Failure> {
+//!     let x = succeed(n).await?; // a Deferred is a future
+//!     Ok(x * 2)
+//! }
+//!
+//! // A future that never suspends gives an already-fired Deferred, no runtime needed.
+//! let d = ensure_deferred(double(21));
+//! assert_eq!(d.try_take().unwrap().unwrap(), 42);
+//! ```
+//!
+//! The future is polled at once, inline, until it first suspends (as
+//! Twisted runs a coroutine synchronously up to its first real wait); then it
+//! goes on as a task on the current Tokio runtime.
+//!
+//! # Cancellation
+//!
+//! Cancelling the Deferred is cooperative, like cancelling a Twisted
+//! coroutine: if the future is awaiting a Deferred, that Deferred is
+//! cancelled, its `.await` returns the `CancelledError`, and the future
+//! decides what happens (it may catch it and return a value). If the future
+//! is awaiting something else, it is dropped and the Deferred fails with
+//! [`CancelledError`](crate::CancelledError).
+//!
+//! "The Deferred it is awaiting" means the Deferreds that returned
+//! `Poll::Pending` during the future's most recent poll; each later
+//! `cancel()` goes to the ones awaited then (Twisted's
+//! `test_inlineCallbacksCancelCaptured`). One difference from Twisted: the
+//! future resumes on the runtime, not inside `cancel()`, so a second
+//! `cancel()` issued before the runtime has resumed it reaches the same
+//! (already cancelled) Deferred and does nothing more.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, Location, catch_unwind};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll, Waker};
+
+use crate::error::NoRuntimeError;
+use crate::state::{Canceller, CooperativeCancel, Core, cancel_core};
+use crate::{Deferred, Failure};
+
+thread_local! {
+    static CURRENT: RefCell<Option<Arc<Driver>>> = const { RefCell::new(None) };
+}
+
+/// Shared between a future's task and its Deferred's canceller.
+#[derive(Default)]
+struct Driver {
+    /// The Deferreds the future was awaiting at its last poll.
+    awaiting: Mutex<Vec<Weak<dyn Core>>>,
+    abort: Mutex<Option<tokio::task::AbortHandle>>,
+    cancelled: AtomicBool,
+}
+
+impl CooperativeCancel for Driver {
+    fn cancel(&self) -> bool {
+        let targets: Vec<Arc<dyn Core>> = self
+            .awaiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        if !targets.is_empty() {
+            for target in targets {
+                cancel_core(target);
+            }
+            return true;
+        }
+        self.cancelled.store(true, Ordering::SeqCst);
+        if let Some(handle) = self.abort.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            handle.abort();
+        }
+        false
+    }
+}
+
+/// Called by `Deferred::poll` when it returns `Pending`: records the
+/// Deferred as awaited by the future being driven on this thread, if any.
+pub(crate) fn note_awaiting(core: &Arc<dyn Core>) {
+    let _ = CURRENT.try_with(|current| {
+        if let Some(driver) = &*current.borrow() {
+            let mut awaiting = driver.awaiting.lock().unwrap_or_else(|e| e.into_inner());
+            let ptr = Arc::as_ptr(core);
+            if !awaiting.iter().any(|w| std::ptr::addr_eq(w.as_ptr(), ptr)) {
+                awaiting.push(Arc::downgrade(core));
+            }
+        }
+    });
+}
+
+pin_project_lite::pin_project! {
+    /// Polls the user's future with its driver installed, catching panics.
+    struct Driven<F> {
+        #[pin]
+        fut: F,
+        driver: Arc<Driver>,
+    }
+}
+
+impl<F: Future> Future for Driven<F> {
+    type Output = Result<F::Output, Failure>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        this.driver
+            .awaiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        let previous = CURRENT.with(|c| c.replace(Some(this.driver.clone())));
+        let polled = catch_unwind(AssertUnwindSafe(|| this.fut.poll(cx)));
+        CURRENT.with(|c| *c.borrow_mut() = previous);
+        match polled {
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(payload) => Poll::Ready(Err(Failure::from_panic(payload))),
+        }
+    }
+}
+
+fn flatten<T, E: Into<Failure>>(out: Result<Result<T, E>, Failure>) -> Result<T, Failure> {
+    match out {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.into()),
+        Err(f) => Err(f),
+    }
+}
+
+/// Runs a future as a Deferred (Twisted's `ensureDeferred`).
+///
+/// The future is polled at once until its first suspension, so a future that
+/// never suspends yields an already-fired Deferred and needs no runtime. If
+/// it suspends, it goes on as a task on the current Tokio runtime; with no
+/// runtime, the Deferred fails with [`NoRuntimeError`].
+///
+/// A panic in the future becomes a [`Failure`]. Cancelling the Deferred is
+/// cooperative: see the [module docs](crate::future#cancellation).
+///
+/// ```
+/// use tokio_deferred::{ensure_deferred, Deferred, Failure};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let (page, resolver) = Deferred::<String>::new();
+/// let d = ensure_deferred(async move {
+///     let body = page.await?;
+///     Ok::<_, Failure>(body.len())
+/// });
+/// assert!(!d.is_called()); // suspended on `page`
+/// resolver.callback("<html/>".to_owned()).unwrap();
+/// assert_eq!(d.await.unwrap(), 7);
+/// # }
+/// ```
+#[track_caller]
+pub fn ensure_deferred<F, T, E>(future: F) -> Deferred<T>
+where
+    F: Future<Output = Result<T, E>> + Send + 'static,
+    T: Send + 'static,
+    E: Into<Failure> + 'static,
+{
+    let at = Location::caller();
+    let driver = Arc::new(Driver::default());
+    let (d, resolver) =
+        Deferred::with_raw_canceller(Canceller::Cooperative(driver.clone()), at);
+    let mut driven = Box::pin(Driven {
+        fut: future,
+        driver: driver.clone(),
+    });
+    let mut cx = Context::from_waker(Waker::noop());
+    if let Poll::Ready(out) = driven.as_mut().poll(&mut cx) {
+        let _ = resolver.inner.fire(flatten(out), |r| r, at);
+        return d;
+    }
+    if driver.cancelled.load(Ordering::SeqCst) {
+        // Cancelled while it ran inline: the Deferred already failed.
+        return d;
+    }
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => {
+            let task = handle.spawn(async move {
+                let out = driven.await;
+                let _ = resolver.inner.fire(flatten(out), |r| r, at);
+            });
+            *driver.abort.lock().unwrap_or_else(|e| e.into_inner()) = Some(task.abort_handle());
+            if driver.cancelled.load(Ordering::SeqCst) {
+                task.abort();
+            }
+        }
+        Err(_) => {
+            drop(driven);
+            let _ = resolver.inner.fire(Failure::new(NoRuntimeError {}), Err, at);
+        }
+    }
+    d
+}
+
+impl<T: Send + 'static> Deferred<T> {
+    /// Runs any future as a Deferred of its output (Twisted's
+    /// `Deferred.fromFuture`/`fromCoroutine`); see [`ensure_deferred`] for
+    /// how it is driven and cancelled.
+    ///
+    /// ```
+    /// use tokio_deferred::Deferred;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let d = Deferred::from_future(async {
+    ///     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    ///     "done"
+    /// });
+    /// assert_eq!(d.await.unwrap(), "done");
+    /// # }
+    /// ```
+    #[track_caller]
+    pub fn from_future<F>(future: F) -> Deferred<T>
+    where
+        F: Future<Output = T> + Send + 'static,
+    {
+        ensure_deferred(async move { Ok::<T, Failure>(future.await) })
+    }
+}
