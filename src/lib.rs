@@ -72,8 +72,8 @@ mod debug;
 mod deferred;
 mod error;
 mod failure;
-pub mod future;
 mod functions;
+pub mod future;
 mod resolver;
 mod state;
 
