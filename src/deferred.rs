@@ -200,7 +200,7 @@ impl<T: Send + 'static> Deferred<T> {
     /// `Deferred` for the chain to wait on.
     ///
     /// ```
-    /// use tokio_deferred::{Deferred, succeed};
+    /// use tokio_deferred::succeed;
     ///
     /// let d = succeed(2)
     ///     .add_callback(|x| Ok(x * 10))           // Deferred<i32>

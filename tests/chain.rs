@@ -187,7 +187,7 @@ fn an_errback_that_recovers_returns_to_callbacks() {
 fn callbacks_added_after_the_fire_run_at_once_in_fifo_order() {
     let log = Log::new();
     let d = succeed(1);
-    let mut d = d.add_callback(|v| Ok(v));
+    let mut d = d.add_callback(Ok);
     for i in 0..5 {
         let l = log.clone();
         d = d.add_callback(move |v| {

@@ -1,6 +1,10 @@
 //! `ensure_deferred` / `Deferred::from_future` (Twisted's ensureDeferred,
 //! fromCoroutine and the coroutine cancellation tests).
 
+// The async blocks wrapping a single `.await` are the point of these tests:
+// they are the futures being driven.
+#![allow(clippy::redundant_async_block)]
+
 mod common;
 
 use std::sync::Arc;

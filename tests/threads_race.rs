@@ -93,7 +93,7 @@ fn callback_races_await_and_drop_of_the_awaiting_future() {
         // The awaiting future dropped while the fire races: no panic, no leak
         // of the result into the void without a report.
         let (d, r) = Deferred::<usize>::new();
-        let waiter = rt.spawn(async move { d.await });
+        let waiter = rt.spawn(d);
         let firer = thread::spawn(move || r.callback(i).unwrap());
         waiter.abort();
         firer.join().unwrap();
