@@ -74,6 +74,7 @@ mod error;
 mod failure;
 mod functions;
 pub mod future;
+mod loom;
 mod resolver;
 mod state;
 

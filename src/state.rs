@@ -24,12 +24,13 @@ use std::any::Any;
 use std::collections::VecDeque;
 use std::mem;
 use std::panic::{AssertUnwindSafe, Location, catch_unwind};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 use std::task::{Poll, Waker};
 
 use crate::debug::{DebugInfo, report_unhandled};
 use crate::error::{AlreadyCalledError, CancelledError, ResultTakenError};
+use crate::loom::{AtomicUsize, Mutex, MutexGuard};
 use crate::{Failure, Resolver};
 
 /// A result travelling down a chain.
