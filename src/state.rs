@@ -30,7 +30,7 @@ use std::task::{Poll, Waker};
 
 use crate::debug::{DebugInfo, report_unhandled};
 use crate::error::{AlreadyCalledError, CancelledError, ResultTakenError};
-use crate::loom::{AtomicUsize, Mutex, MutexGuard};
+use crate::loom::{AtomicBool, AtomicUsize, Mutex, MutexGuard};
 use crate::{Failure, Resolver};
 
 /// A result travelling down a chain.
@@ -501,6 +501,9 @@ impl Finish {
 pub(crate) struct Inner<T: Send + 'static> {
     state: Mutex<State<T>>,
     pub(crate) resolvers: AtomicUsize,
+    /// Mirrors `State::called` (set under the lock) so that dropping the
+    /// last Resolver of a fired Deferred needs no lock.
+    fired: AtomicBool,
 }
 
 impl<T: Send + 'static> Inner<T> {
@@ -521,6 +524,7 @@ impl<T: Send + 'static> Inner<T> {
                 debug: DebugInfo::new(created),
             }),
             resolvers: AtomicUsize::new(1),
+            fired: AtomicBool::new(false),
         })
     }
 
@@ -544,6 +548,7 @@ impl<T: Send + 'static> Inner<T> {
                 debug,
             }),
             resolvers: AtomicUsize::new(0),
+            fired: AtomicBool::new(true),
         })
     }
 
@@ -581,6 +586,7 @@ impl<T: Send + 'static> Inner<T> {
             return Err(AlreadyCalledError::new(value, info));
         }
         st.called = true;
+        self.fired.store(true, Ordering::Release);
         st.debug.record_fire(at);
         st.source = Some(convert(value));
         st.rest = Rest::Source;
@@ -624,6 +630,9 @@ impl<T: Send + 'static> Inner<T> {
 
     /// Every Resolver was dropped.
     pub(crate) fn resolvers_gone(self: &Arc<Self>) {
+        if self.fired.load(Ordering::Acquire) {
+            return;
+        }
         let created = {
             let st = self.lock();
             if st.called {
