@@ -329,6 +329,9 @@ pub(crate) enum Canceller<T: Send + 'static> {
     None,
     Once(Box<dyn FnOnce(&Resolver<T>) + Send>),
     Cooperative(Arc<dyn CooperativeCancel>),
+    /// A `Once` canceller was taken by a `cancel()` that is running it; a
+    /// concurrent `cancel()` leaves the outcome to that one.
+    Spent,
 }
 
 /// The object-safe face of a Deferred's shared state.
@@ -585,10 +588,21 @@ impl<T: Send + 'static> Inner<T> {
             let info = st.debug.describe();
             return Err(AlreadyCalledError::new(value, info));
         }
+        Ok(self.fire_locked(st, convert(value), at))
+    }
+
+    /// Fires an unfired Deferred whose lock the caller holds; releases it.
+    /// `true`: the caller took the runner token and must call [`run_chain`].
+    fn fire_locked(
+        &self,
+        mut st: MutexGuard<'_, State<T>>,
+        value: Res<T>,
+        at: &'static Location<'static>,
+    ) -> bool {
         st.called = true;
         self.fired.store(true, Ordering::Release);
         st.debug.record_fire(at);
-        st.source = Some(convert(value));
+        st.source = Some(value);
         st.rest = Rest::Source;
         let canceller = mem::replace(&mut st.canceller, Canceller::None);
         let run = if st.paused > 0 {
@@ -598,14 +612,14 @@ impl<T: Send + 'static> Inner<T> {
             drop(st);
             finish.run();
             drop(canceller);
-            return Ok(false);
+            return false;
         } else {
             st.running = true;
             true
         };
         drop(st);
         drop(canceller);
-        Ok(run)
+        run
     }
 
     /// Fires and runs the chain.
@@ -813,16 +827,30 @@ impl<T: Send + 'static> Core for Inner<T> {
             // Fired but waiting on a chained Deferred: forward. Else a no-op.
             return st.waiting.as_ref().and_then(Weak::upgrade);
         }
-        let canceller = match &st.canceller {
-            Canceller::Cooperative(c) => Canceller::Cooperative(c.clone()),
-            _ => mem::replace(&mut st.canceller, Canceller::None),
-        };
-        if matches!(canceller, Canceller::None) {
-            // Twisted: with no canceller, one late callback/errback is
-            // silently swallowed.
-            st.suppress_already_called = true;
-        }
         let created = st.debug.created;
+        let canceller = match mem::replace(&mut st.canceller, Canceller::Spent) {
+            Canceller::None => {
+                // Twisted: with no canceller, fail with CancelledError and
+                // silently swallow one late callback/errback. Both happen
+                // under the lock, so a racing fire either wins outright or
+                // is the one swallowed.
+                st.suppress_already_called = true;
+                if self.fire_locked(st, Err(Failure::new(CancelledError::new())), created) {
+                    run_chain(self.clone());
+                }
+                return None;
+            }
+            Canceller::Spent => {
+                // Another cancel() is running the canceller and will apply
+                // the outcome (Twisted: the canceller runs at most once).
+                return None;
+            }
+            Canceller::Cooperative(c) => {
+                st.canceller = Canceller::Cooperative(c.clone());
+                Canceller::Cooperative(c)
+            }
+            once => once,
+        };
         drop(st);
         // Kept until the default CancelledError is applied: if the canceller
         // dropped every other Resolver (e.g. by cancelling the timer that
@@ -830,7 +858,7 @@ impl<T: Send + 'static> Core for Inner<T> {
         // ResolverDroppedError instead of CancelledError.
         let mut _keep_alive = None;
         match canceller {
-            Canceller::None => {}
+            Canceller::None | Canceller::Spent => {}
             Canceller::Once(f) => {
                 let resolver = _keep_alive.insert(Resolver::from_inner(self.clone()));
                 if let Err(payload) = catch_unwind(AssertUnwindSafe(|| f(resolver))) {

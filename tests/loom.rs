@@ -184,3 +184,43 @@ fn outer_fires_while_inner_fires() {
         assert_eq!(outer.try_take().expect("finished").unwrap(), 2);
     });
 }
+
+// Found by the stress test (race A): a canceller-less cancel() that loses to
+// callback() must not arm the "swallow one late fire" flag.
+#[test]
+fn a_canceller_less_cancel_losing_to_callback_does_not_swallow_a_later_fire() {
+    model(|| {
+        let (d, r) = Deferred::<u8>::new();
+        let h = d.cancel_handle();
+        let t = thread::spawn(move || h.cancel());
+        let _ = r.callback(1);
+        t.join().unwrap();
+        let cancelled = matches!(d.try_take(), Some(Err(f)) if f.is::<CancelledError>());
+        // Either the cancel won (one late fire is swallowed, as in Twisted),
+        // or the fire won and a second fire must be refused.
+        assert!(cancelled || r.callback(2).is_err());
+    });
+}
+
+// Found by the stress test (race B): two concurrent cancel()s of a Deferred
+// with a canceller run it once and never swallow a later fire.
+#[test]
+fn concurrent_cancels_run_the_canceller_once_and_swallow_nothing() {
+    model(|| {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let c = runs.clone();
+        let (d, r) = Deferred::<u8>::with_canceller(move |_| {
+            c.fetch_add(1, Ordering::SeqCst);
+        });
+        let h = d.cancel_handle();
+        let t = thread::spawn(move || h.cancel());
+        d.cancel();
+        t.join().unwrap();
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        assert!(
+            r.callback(2).is_err(),
+            "a Deferred with a canceller swallows no late fire"
+        );
+        assert!(d.try_take().unwrap().unwrap_err().is::<CancelledError>());
+    });
+}

@@ -180,3 +180,50 @@ fn many_threads_add_callbacks_to_a_chain_while_it_is_fired() {
         assert_eq!(total.load(Ordering::SeqCst), 100);
     }
 }
+
+// Regression (stress test, race A): cancel() without a canceller racing
+// callback() must not leave the late-fire swallow armed.
+#[test]
+fn a_canceller_less_cancel_racing_callback_swallows_at_most_the_loser() {
+    for _ in 0..ROUNDS * 5 {
+        let (d, r) = Deferred::<u32>::new();
+        let h = d.cancel_handle();
+        let barrier = Arc::new(Barrier::new(2));
+        let b = barrier.clone();
+        let t = thread::spawn(move || {
+            b.wait();
+            h.cancel();
+        });
+        barrier.wait();
+        let _ = r.callback(1);
+        t.join().unwrap();
+        let cancelled = matches!(d.try_take(), Some(Err(f)) if f.is::<CancelledError>());
+        assert!(cancelled || r.callback(2).is_err());
+    }
+}
+
+// Regression (stress test, race B): concurrent cancel()s run the canceller
+// once and do not behave as if there were no canceller.
+#[test]
+fn concurrent_cancels_with_a_canceller_swallow_nothing() {
+    for _ in 0..ROUNDS {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let c = runs.clone();
+        let (d, r) = Deferred::<u32>::with_canceller(move |_| {
+            c.fetch_add(1, Ordering::SeqCst);
+            thread::yield_now();
+        });
+        let h = d.cancel_handle();
+        let barrier = Arc::new(Barrier::new(2));
+        let b = barrier.clone();
+        let t = thread::spawn(move || {
+            b.wait();
+            h.cancel();
+        });
+        barrier.wait();
+        d.cancel();
+        t.join().unwrap();
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        assert!(r.callback(2).is_err());
+    }
+}
