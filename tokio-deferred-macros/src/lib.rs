@@ -27,17 +27,24 @@ use syn::{
 #[proc_macro_attribute]
 pub fn inline_callbacks(attr: TokenStream, item: TokenStream) -> TokenStream {
     let attr = TokenStream2::from(attr);
-    if let Some(first) = attr.clone().into_iter().next() {
-        return syn::Error::new(
-            first.span(),
+    let original = TokenStream2::from(item.clone());
+    let result = if !attr.is_empty() {
+        Err(syn::Error::new_spanned(
+            attr,
             "#[inline_callbacks] takes no arguments; write `#[inline_callbacks]`",
-        )
-        .to_compile_error()
-        .into();
-    }
-    match syn::parse::<Func>(item).and_then(expand) {
+        ))
+    } else {
+        syn::parse::<Func>(item).and_then(expand)
+    };
+    match result {
         Ok(tokens) => tokens.into(),
-        Err(e) => e.to_compile_error().into(),
+        Err(e) => {
+            // Keep the function as written, so the one error is all the
+            // user sees (no "cannot find function" or unused-import noise).
+            let mut tokens = e.to_compile_error();
+            tokens.extend(original);
+            tokens.into()
+        }
     }
 }
 
@@ -121,8 +128,8 @@ fn expand(func: Func) -> syn::Result<TokenStream2> {
         ));
     }
     let Some((inner_attrs, mut stmts)) = body else {
-        return Err(syn::Error::new(
-            sig.span(),
+        return Err(syn::Error::new_spanned(
+            &sig,
             "#[inline_callbacks] needs a function body (a trait method declaration cannot be \
              inline_callbacks; declare it as `fn name(..) -> Deferred<T>;` instead)",
         ));
@@ -152,8 +159,8 @@ fn expand(func: Func) -> syn::Result<TokenStream2> {
                 let by_mut_ref =
                     matches!(&*r.ty, Type::Reference(reference) if reference.mutability.is_some());
                 if by_mut_ref {
-                    return Err(syn::Error::new(
-                        r.span(),
+                    return Err(syn::Error::new_spanned(
+                        &*r,
                         "#[inline_callbacks] cannot take `&mut self`: the returned Deferred runs \
                          after this call returns, so it cannot keep a unique borrow; take `&self` \
                          on a cheap-to-clone handle (shared state behind `Arc`, mutation behind a \
@@ -210,25 +217,27 @@ fn expand(func: Func) -> syn::Result<TokenStream2> {
             replace.visit_stmt_mut(stmt);
         }
         prelude = quote_spanned! {span=>
-            let #renamed = ::tokio_deferred::__private::CloneReceiver::clone_receiver(self);
+            let #renamed = <Self as ::tokio_deferred::__private::CloneReceiver>::clone_receiver(self);
         };
         moves.insert(0, quote! { let #renamed = &#renamed; });
     }
 
-    sig.output = syn::parse_quote! { -> ::tokio_deferred::Deferred<#ok_ty> };
+    // Spanned at the return type, so a return type that is not a `Result`
+    // is reported there (and the Deferred is created "at" the signature).
     let ret_span = ret_ty.span();
+    sig.output = syn::parse_quote_spanned! {ret_span=> -> ::tokio_deferred::Deferred<#ok_ty> };
     let start = quote_spanned! {ret_span=>
-        ::tokio_deferred::__private::inline_callbacks::<#ret_ty, _>
+        ::tokio_deferred::__private::inline_callbacks::<#ret_ty, _>(async move {
+            #(#moves)*
+            #(#stmts)*
+        })
     };
 
     Ok(quote! {
         #(#attrs)*
         #vis #defaultness #sig {
             #prelude
-            #start(async move {
-                #(#moves)*
-                #(#stmts)*
-            })
+            #start
         }
     })
 }
@@ -250,21 +259,23 @@ fn ok_type(ret: &Type) -> syn::Result<TokenStream2> {
                     }
                 }
             }
-            Ok(quote! { <#ret as ::tokio_deferred::__private::InlineCallbacksReturn>::Ok })
+            Ok(quote_spanned! {ret.span()=>
+                <#ret as ::tokio_deferred::__private::InlineCallbacksReturn>::Ok
+            })
         }
         Type::Paren(p) => ok_type(&p.elem),
         Type::Group(g) => ok_type(&g.elem),
-        other => Err(syn::Error::new(
-            other.span(),
+        other => Err(syn::Error::new_spanned(
+            other,
             "#[inline_callbacks] functions return `Result<T, E>` (with `E: Into<Failure>`), \
              which becomes `Deferred<T>`",
         )),
     }
 }
 
-fn borrow_error(span: Span, what: &str) -> syn::Error {
-    syn::Error::new(
-        span,
+fn borrow_error(tokens: TokenStream2, what: &str) -> syn::Error {
+    syn::Error::new_spanned(
+        tokens,
         format!(
             "#[inline_callbacks] cannot take a borrowed {what}: the returned Deferred runs after \
              this call returns (like a spawned task), so it must own its inputs ('static); take \
@@ -274,24 +285,24 @@ fn borrow_error(span: Span, what: &str) -> syn::Error {
     )
 }
 
-/// The span of the first borrow (a reference or a lifetime other than
+/// The tokens of the first borrow (a reference or a lifetime other than
 /// `'static`) in a parameter type.
-fn borrow_in(ty: &Type) -> Option<Span> {
-    struct Finder(Option<Span>);
+fn borrow_in(ty: &Type) -> Option<TokenStream2> {
+    struct Finder(Option<TokenStream2>);
     impl<'ast> Visit<'ast> for Finder {
         fn visit_type_reference(&mut self, r: &'ast syn::TypeReference) {
             match &r.lifetime {
                 Some(lt) if lt.ident == "static" => syn::visit::visit_type_reference(self, r),
                 _ => {
                     if self.0.is_none() {
-                        self.0 = Some(r.span());
+                        self.0 = Some(quote! { #r });
                     }
                 }
             }
         }
         fn visit_lifetime(&mut self, lt: &'ast syn::Lifetime) {
             if lt.ident != "static" && self.0.is_none() {
-                self.0 = Some(lt.span());
+                self.0 = Some(quote! { #lt });
             }
         }
     }
