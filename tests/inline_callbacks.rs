@@ -672,6 +672,27 @@ async fn cancel_cascades_through_three_nested_functions() {
     assert!(d.try_take().unwrap().unwrap_err().is::<CancelledError>());
 }
 
+#[allow(dead_code)]
+#[path = "../examples/inline_callbacks.rs"]
+mod example;
+
+// Runs examples/inline_callbacks.rs (Twisted's thingummy and crawl) so it cannot rot.
+#[tokio::test]
+async fn example_prints_thingummy_and_crawl_results() {
+    assert_eq!(
+        example::run().await,
+        [
+            "thingummy(http://localhost:8080/) -> TWISTED IS GREAT!",
+            "thingummy: errback: DESTROY ALL LIFE",
+            "thingummy: errback: 404 page not found: http://localhost:8080/missing",
+            "crawl: http://localhost:8080/ -> I love Twisted",
+            "crawl: http://localhost:8080/about -> <h1>About</h1>",
+            "crawl: http://localhost:8080/news -> <h1>News</h1>",
+            "crawl: errback: 404 page not found: http://localhost:8080/gone",
+        ]
+    );
+}
+
 #[test]
 fn compile_errors() {
     let t = trybuild::TestCases::new();
