@@ -239,12 +239,15 @@ struct Service {
 impl Service {
     /// Kept doc comment.
     #[inline_callbacks]
-    #[allow(clippy::needless_question_mark)]
     async fn greet(&self, page: Deferred<String>) -> Result<String, Failure> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let body = page.await?;
         let me = self;
-        Ok(format!("{}: {body} ({})", me.name, self.calls.load(Ordering::SeqCst)))
+        Ok(format!(
+            "{}: {body} ({})",
+            me.name,
+            self.calls.load(Ordering::SeqCst)
+        ))
     }
 
     #[inline_callbacks]
@@ -321,7 +324,10 @@ async fn return_types_io_result_and_alias() {
     }
     assert_eq!(alias().await.unwrap(), 42);
     let f = io().await.unwrap_err();
-    assert_eq!(f.downcast_ref::<std::io::Error>().unwrap().to_string(), "disk on fire");
+    assert_eq!(
+        f.downcast_ref::<std::io::Error>().unwrap().to_string(),
+        "disk on fire"
+    );
 }
 
 #[tokio::test]
@@ -450,9 +456,7 @@ async fn sample_inline_cb(
         Stacking::InlineCb | Stacking::InlineCbOnSecondDeferred => {
             stacked_inline_cb(get_child).await
         }
-        Stacking::AsyncFn | Stacking::AsyncFnOnSecondDeferred => {
-            stacked_async_fn(get_child).await
-        }
+        Stacking::AsyncFn | Stacking::AsyncFnOnSecondDeferred => stacked_async_fn(get_child).await,
     };
     let x = match result {
         Ok(x) => x,
@@ -637,19 +641,28 @@ async fn body_that_catches_the_cancel_goes_on_and_a_second_cancel_reaches_the_ne
 #[tokio::test]
 async fn cancel_cascades_through_three_nested_functions() {
     #[inline_callbacks]
-    async fn inner(leaf: Deferred<u32>, log: Arc<Mutex<Vec<&'static str>>>) -> Result<u32, Failure> {
+    async fn inner(
+        leaf: Deferred<u32>,
+        log: Arc<Mutex<Vec<&'static str>>>,
+    ) -> Result<u32, Failure> {
         let r = leaf.await;
         log.lock().unwrap().push("inner resumed");
         r
     }
     #[inline_callbacks]
-    async fn middle(leaf: Deferred<u32>, log: Arc<Mutex<Vec<&'static str>>>) -> Result<u32, Failure> {
+    async fn middle(
+        leaf: Deferred<u32>,
+        log: Arc<Mutex<Vec<&'static str>>>,
+    ) -> Result<u32, Failure> {
         let r = inner(leaf, log.clone()).await;
         log.lock().unwrap().push("middle resumed");
         Ok(r? + 1)
     }
     #[inline_callbacks]
-    async fn outer(leaf: Deferred<u32>, log: Arc<Mutex<Vec<&'static str>>>) -> Result<u32, Failure> {
+    async fn outer(
+        leaf: Deferred<u32>,
+        log: Arc<Mutex<Vec<&'static str>>>,
+    ) -> Result<u32, Failure> {
         let r = middle(leaf, log.clone()).await;
         log.lock().unwrap().push("outer resumed");
         Ok(r? + 1)
