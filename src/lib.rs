@@ -64,7 +64,9 @@
 //!   Deferred may be fired in one thread while callbacks are added in another.
 //!   No lock is held while user code runs.
 //!
-//! See `DESIGN.md` for how the state machine works.
+//! See `MIGRATING.md` for every Twisted name and a step-by-step path from
+//! callback chains to `async`/`await`, and `DESIGN.md` for how the state
+//! machine works.
 
 #![forbid(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
