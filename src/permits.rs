@@ -1,0 +1,169 @@
+//! The FIFO pool of tokens under [`DeferredLock`](crate::DeferredLock) (one
+//! token) and [`DeferredSemaphore`](crate::DeferredSemaphore) (`limit`
+//! tokens).
+//!
+//! State: `available` free tokens, and a FIFO of waiters (each the
+//! [`Resolver`] of a pending `acquire`, keyed by an increasing id so that a
+//! cancelled waiter is removed in `O(log n)`). Invariant: waiters exist only
+//! while `available == 0`.
+//!
+//! Locking: one mutex, never held while user code runs. A release pops the
+//! oldest waiter under the lock, releases the lock, then fires the waiter
+//! (its callbacks run synchronously, as in Twisted, and may call back into
+//! the pool). While the token is on its way to the waiter it is counted as
+//! taken, so nobody else can grab it.
+//!
+//! Cancellation: a pending waiter's canceller removes it from the FIFO and
+//! fails it with `CancelledError`. If a release popped the waiter just
+//! before (another thread), the delivery finds the waiter already failed,
+//! takes the token back (the permit is disarmed) and goes on with the next
+//! waiter, so no token is ever lost.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::error::CancelledError;
+use crate::{Deferred, Resolver};
+
+/// A token handed out by a [`Pool`]: the RAII guards implement it.
+pub(crate) trait Permit: Send + Sized + 'static {
+    /// A new armed permit for `pool`, granted as grant number `generation`.
+    fn issue(pool: Arc<Pool<Self>>, generation: u64) -> Self;
+    /// Disarms the permit: dropping it no longer releases. Gives the pool
+    /// back.
+    fn disarm(self) -> Option<Arc<Pool<Self>>>;
+}
+
+struct PoolState<P: Permit> {
+    available: usize,
+    /// Counts grants; a lock guard releases only its own grant.
+    generation: u64,
+    next_id: u64,
+    waiting: BTreeMap<u64, Resolver<P>>,
+}
+
+pub(crate) struct Pool<P: Permit> {
+    state: Mutex<PoolState<P>>,
+    limit: usize,
+}
+
+impl<P: Permit> Pool<P> {
+    pub(crate) fn new(limit: usize) -> Arc<Self> {
+        Arc::new(Pool {
+            state: Mutex::new(PoolState {
+                available: limit,
+                generation: 0,
+                next_id: 0,
+                waiting: BTreeMap::new(),
+            }),
+            limit,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, PoolState<P>> {
+        // No user code runs under this lock; recover rather than panic.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn limit(&self) -> usize {
+        self.limit
+    }
+
+    pub(crate) fn available(&self) -> usize {
+        self.lock().available
+    }
+
+    pub(crate) fn waiting(&self) -> usize {
+        self.lock().waiting.len()
+    }
+
+    /// A Deferred that fires with a permit: at once if a token is free,
+    /// otherwise when it is this waiter's turn.
+    #[track_caller]
+    pub(crate) fn acquire(self: &Arc<Self>) -> Deferred<P> {
+        let mut st = self.lock();
+        if st.available > 0 {
+            st.available -= 1;
+            st.generation += 1;
+            let generation = st.generation;
+            drop(st);
+            return crate::succeed(P::issue(self.clone(), generation));
+        }
+        let id = st.next_id;
+        st.next_id += 1;
+        // Weak: a pool that nobody holds any more drops its waiters, which
+        // then fail with ResolverDroppedError instead of leaking.
+        let pool = Arc::downgrade(self);
+        let (d, resolver) = Deferred::with_canceller(move |r: &Resolver<P>| {
+            let Some(pool) = pool.upgrade() else { return };
+            let removed = pool.lock().waiting.remove(&id);
+            if let Some(removed) = removed {
+                // Fail it before the removed resolver is dropped.
+                let _ = r.errback(CancelledError::new());
+                drop(removed);
+            }
+        });
+        st.waiting.insert(id, resolver);
+        d
+    }
+
+    /// Gives a token back: to the oldest waiter, or to the pool. `false` if
+    /// every token is already free.
+    pub(crate) fn release(self: &Arc<Self>) -> bool {
+        let st = self.lock();
+        if st.available >= self.limit {
+            return false;
+        }
+        self.hand_over(st);
+        true
+    }
+
+    /// Releases only if grant `generation` is the current holder (for the
+    /// lock's guard, so that a guard never releases somebody else's hold).
+    pub(crate) fn release_grant(self: &Arc<Self>, generation: u64) {
+        let st = self.lock();
+        if st.available >= self.limit || st.generation != generation {
+            return;
+        }
+        self.hand_over(st);
+    }
+
+    fn hand_over<'a>(self: &'a Arc<Self>, mut st: MutexGuard<'a, PoolState<P>>) {
+        loop {
+            let Some((_, resolver)) = st.waiting.pop_first() else {
+                st.available += 1;
+                return;
+            };
+            st.generation += 1;
+            let generation = st.generation;
+            drop(st);
+            // The waiter's callbacks run here, with no lock held.
+            let delivered = match resolver.callback(P::issue(self.clone(), generation)) {
+                Ok(()) => true,
+                Err(refused) => {
+                    // Cancelled in another thread after we popped it: take
+                    // the token back and try the next waiter.
+                    drop(refused.into_inner().disarm());
+                    false
+                }
+            };
+            drop(resolver);
+            if delivered {
+                return;
+            }
+            st = self.lock();
+        }
+    }
+}
+
+impl<P: Permit> fmt::Debug for Pool<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let st = self.lock();
+        f.debug_struct("Pool")
+            .field("available", &st.available)
+            .field("limit", &self.limit)
+            .field("waiting", &st.waiting.len())
+            .finish()
+    }
+}
