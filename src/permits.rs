@@ -167,3 +167,36 @@ impl<P: Permit> fmt::Debug for Pool<P> {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DeferredLockGuard;
+
+    /// The cross-thread race "a release pops a waiter, then the waiter is
+    /// cancelled before the delivery" is too narrow to hit reliably from
+    /// threads; stage it by hand: a waiter that has already failed is still
+    /// in the FIFO when the release reaches it.
+    #[test]
+    fn refused_delivery_goes_to_the_next_waiter() {
+        let pool = Pool::<DeferredLockGuard>::new(1);
+        let held = pool.acquire().try_take().unwrap().unwrap();
+        let cancelled = pool.acquire();
+        let next = pool.acquire();
+        let (id, resolver) = pool.lock().waiting.pop_first().unwrap();
+        cancelled.cancel(); // not in the FIFO: the default CancelledError
+        assert!(
+            cancelled
+                .try_take()
+                .unwrap()
+                .unwrap_err()
+                .is::<CancelledError>()
+        );
+        pool.lock().waiting.insert(id, resolver);
+        drop(held);
+        assert!(next.is_called());
+        assert_eq!(pool.available(), 0);
+        drop(next);
+        assert_eq!(pool.available(), 1);
+    }
+}

@@ -219,3 +219,39 @@ impl<T: Send + 'static> fmt::Debug for DeferredQueue<T> {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// See `permits::tests`: a put that reaches a waiter cancelled after it
+    /// was popped gets its value back and gives it to the next waiter.
+    #[test]
+    fn refused_delivery_goes_to_the_next_waiter_or_the_buffer() {
+        let queue = DeferredQueue::new(Some(1), None);
+        let cancelled = queue.get().unwrap();
+        let next = queue.get().unwrap();
+        let (id, resolver) = queue.inner.lock().waiting.pop_first().unwrap();
+        cancelled.cancel();
+        assert!(
+            cancelled
+                .try_take()
+                .unwrap()
+                .unwrap_err()
+                .is::<CancelledError>()
+        );
+        queue.inner.lock().waiting.insert(id, resolver);
+        queue.put(1).unwrap();
+        assert_eq!(next.try_take().unwrap().unwrap(), 1);
+
+        let (id, resolver) = {
+            let late = queue.get().unwrap();
+            let popped = queue.inner.lock().waiting.pop_first().unwrap();
+            late.cancel();
+            popped
+        };
+        queue.inner.lock().waiting.insert(id, resolver);
+        queue.put(2).unwrap(); // nobody left: buffered
+        assert_eq!(queue.pending(), 1);
+    }
+}
