@@ -600,7 +600,10 @@ fn eight_threads_hammer_a_lock_with_random_cancels() {
                 _ => {
                     let inside = inside.clone();
                     wait(
-                        lock.run(move || Ok::<_, Failure>(critical(&inside))),
+                        lock.run(move || {
+                            critical(&inside);
+                            Ok::<_, Failure>(())
+                        }),
                         cancel,
                         slot,
                     )
@@ -731,4 +734,16 @@ fn eight_threads_hammer_a_queue_with_random_cancels() {
     assert_eq!(queue.pending(), 0);
     assert_eq!(queue.waiting(), 0);
     assert!(cancels.load(Ordering::Relaxed) > 0);
+}
+
+#[test]
+fn primitives_are_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<DeferredLock>();
+    check::<tokio_deferred::DeferredLockGuard>();
+    check::<DeferredSemaphore>();
+    check::<tokio_deferred::DeferredSemaphoreGuard>();
+    check::<DeferredQueue<String>>();
+    check::<tokio_deferred::DeferredList<String>>();
+    check::<tokio_deferred::Gather<String>>();
 }
