@@ -28,7 +28,10 @@
 //! hands the lock to the oldest waiter synchronously: the waiter's callbacks
 //! run before `release` returns, in the releasing thread (as in Twisted).
 //! No internal lock is held while they run, so they may acquire or release
-//! again.
+//! again. A release made inside such a callback is served as soon as the
+//! callback returns (still before the outer `release` returns), so a long
+//! queue of waiters that each release at once runs in a loop, not a
+//! recursion: 100 000 queued [`run`](DeferredLock::run)s need no deep stack.
 //!
 //! # Cancellation
 //!

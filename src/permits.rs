@@ -13,12 +13,21 @@
 //! the pool). While the token is on its way to the waiter it is counted as
 //! taken, so nobody else can grab it.
 //!
+//! Stack: a waiter's callback that releases again (typically `run(f)` with a
+//! synchronous `f`, queued many times) would recurse once per waiter. A
+//! release made *inside* a hand-over of the same pool on the same thread is
+//! therefore recorded (`deferred`) and served by the outer hand-over loop as
+//! soon as the current waiter's callbacks return: a queue of any length runs
+//! in constant stack, still in FIFO order, still before the outermost
+//! `release` returns. (Twisted recurses here.)
+//!
 //! Cancellation: a pending waiter's canceller removes it from the FIFO and
 //! fails it with `CancelledError`. If a release popped the waiter just
 //! before (another thread), the delivery finds the waiter already failed,
 //! takes the token back (the permit is disarmed) and goes on with the next
 //! waiter, so no token is ever lost.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -37,6 +46,9 @@ pub(crate) trait Permit: Send + Sized + 'static {
 
 struct PoolState<P: Permit> {
     available: usize,
+    /// Releases made inside a hand-over on the delivering thread, waiting
+    /// for its loop to serve them. Neither free nor held.
+    deferred: usize,
     /// Counts grants; a lock guard releases only its own grant.
     generation: u64,
     next_id: u64,
@@ -53,6 +65,7 @@ impl<P: Permit> Pool<P> {
         Arc::new(Pool {
             state: Mutex::new(PoolState {
                 available: limit,
+                deferred: 0,
                 generation: 0,
                 next_id: 0,
                 waiting: BTreeMap::new(),
@@ -112,7 +125,7 @@ impl<P: Permit> Pool<P> {
     /// every token is already free.
     pub(crate) fn release(self: &Arc<Self>) -> bool {
         let st = self.lock();
-        if st.available >= self.limit {
+        if st.available + st.deferred >= self.limit {
             return false;
         }
         self.hand_over(st);
@@ -123,17 +136,27 @@ impl<P: Permit> Pool<P> {
     /// lock's guard, so that a guard never releases somebody else's hold).
     pub(crate) fn release_grant(self: &Arc<Self>, generation: u64) {
         let st = self.lock();
-        if st.available >= self.limit || st.generation != generation {
+        if st.available + st.deferred >= self.limit || st.generation != generation {
             return;
         }
         self.hand_over(st);
     }
 
     fn hand_over<'a>(self: &'a Arc<Self>, mut st: MutexGuard<'a, PoolState<P>>) {
+        let Some(_delivering) = Delivering::enter(Arc::as_ptr(self) as *const () as usize) else {
+            // Inside a hand-over of this pool on this thread: the loop below,
+            // further up the stack, serves it once the callbacks return.
+            st.deferred += 1;
+            return;
+        };
         loop {
             let Some((_, resolver)) = st.waiting.pop_first() else {
                 st.available += 1;
-                return;
+                if st.deferred == 0 {
+                    return;
+                }
+                st.deferred -= 1;
+                continue;
             };
             st.generation += 1;
             let generation = st.generation;
@@ -148,11 +171,57 @@ impl<P: Permit> Pool<P> {
                     false
                 }
             };
+            // May drop an abandoned waiter's permit: a nested release.
             drop(resolver);
-            if delivered {
-                return;
-            }
             st = self.lock();
+            if delivered {
+                if st.deferred == 0 {
+                    return;
+                }
+                st.deferred -= 1;
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// The pools this thread is handing a token over for.
+    static DELIVERING: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Marks this thread as handing over for one pool, until dropped.
+struct Delivering(Option<usize>);
+
+impl Delivering {
+    /// `None` when this thread is already handing over for `pool`.
+    fn enter(pool: usize) -> Option<Delivering> {
+        let entered = DELIVERING.try_with(|d| {
+            let mut d = d.borrow_mut();
+            if d.contains(&pool) {
+                false
+            } else {
+                d.push(pool);
+                true
+            }
+        });
+        match entered {
+            Ok(true) => Some(Delivering(Some(pool))),
+            Ok(false) => None,
+            // Thread-local storage is being torn down: no trampoline.
+            Err(_) => Some(Delivering(None)),
+        }
+    }
+}
+
+impl Drop for Delivering {
+    fn drop(&mut self) {
+        if let Some(pool) = self.0 {
+            let _ = DELIVERING.try_with(|d| {
+                let mut d = d.borrow_mut();
+                if let Some(i) = d.iter().rposition(|&p| p == pool) {
+                    d.remove(i);
+                }
+            });
         }
     }
 }

@@ -221,6 +221,67 @@ fn a_dropped_pending_guard_passes_the_lock_on_when_its_turn_comes() {
     assert!(third.is_called());
 }
 
+/// Runs `f` in a thread with a small stack: a recursion per waiter would
+/// overflow it.
+fn on_small_stack(f: impl FnOnce() + Send + 'static) {
+    std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(f)
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+#[test]
+fn a_long_queue_of_synchronous_runs_needs_no_deep_stack() {
+    on_small_stack(|| {
+        const N: usize = 20_000;
+        let lock = DeferredLock::new();
+        let held = lock.acquire_guard().try_take().unwrap().unwrap();
+        let order = Arc::new(Mutex::new(Vec::with_capacity(N)));
+        let runs: Vec<_> = (0..N)
+            .map(|i| {
+                let order = order.clone();
+                lock.run(move || {
+                    order.lock().unwrap().push(i);
+                    Ok::<_, Failure>(i)
+                })
+            })
+            .collect();
+        drop(held); // each run releases inside the previous one's hand-over
+        assert!(!lock.is_locked());
+        assert_eq!(*order.lock().unwrap(), (0..N).collect::<Vec<_>>());
+        for (i, d) in runs.into_iter().enumerate() {
+            assert_eq!(d.try_take().unwrap().unwrap(), i);
+        }
+
+        let sem = DeferredSemaphore::new(2).unwrap();
+        let held: Vec<_> = (0..2).map(|_| sem.acquire_guard()).collect();
+        for _ in 0..N {
+            drop(sem.acquire_guard()); // abandoned: released when its turn comes
+        }
+        drop(held);
+        assert_eq!((sem.tokens(), sem.waiting()), (2, 0));
+    });
+}
+
+#[test]
+fn a_release_inside_a_hand_over_is_served_before_the_outer_release_returns() {
+    let lock = DeferredLock::new();
+    let first = lock.acquire().try_take().unwrap().unwrap();
+    let l = lock.clone();
+    let second = lock.acquire().add_callback(move |held: DeferredLock| {
+        held.release().unwrap(); // nested: served right after this callback
+        assert!(l.release().is_err()); // already released: not twice
+        Ok(())
+    });
+    let third = lock.acquire();
+    first.release().unwrap();
+    assert!(second.try_take().unwrap().is_ok());
+    assert!(third.is_called());
+    assert!(lock.is_locked());
+}
+
 // Twisted: test_defer_await.py / CoroutineContextVarsTests.test_asyncWithLock
 // and test_asyncWithLockException
 #[tokio::test]
