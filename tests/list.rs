@@ -288,6 +288,10 @@ fn cancel_fire_on_one_errback_when_every_canceller_calls_back() {
     assert_eq!(out, ["Callback Result", "Callback Result"]);
 }
 
+// Twisted's test_cancelDeferredListWithOriginalDeferreds (appending to the
+// input list after construction) has no Rust counterpart: the list takes its
+// inputs by value.
+
 // Twisted: test_defer.py DeferredListTests.test_cancelDeferredListWithException
 #[test]
 fn a_panicking_canceller_does_not_stop_the_others() {
