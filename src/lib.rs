@@ -49,6 +49,11 @@
 //! | `setDebugging` / `getDebugging` | [`set_debugging`] / [`is_debugging`] |
 //! | `Failure`, `f.trap(E)`, `f.check(E)` | [`Failure`], [`Failure::trap`], [`Failure::is`] |
 //! | `AlreadyCalledError`, `CancelledError` | [`AlreadyCalledError`], [`CancelledError`] |
+//! | `DeferredList(ds)` | [`DeferredList::new`]`(ds).all()` (options: [`DeferredList::fire_on_one_errback`], [`DeferredList::consume_errors`], [`DeferredList::first_success`]) |
+//! | `gatherResults(ds)` / `FirstError` | [`gather_results`], [`Gather`], [`gather2`], [`gather3`] / [`FirstError`] |
+//! | `race(ds)` / `FailureGroup` | [`race`] / [`FailureGroup`] |
+//! | `DeferredLock`, `DeferredSemaphore` | [`DeferredLock`], [`DeferredSemaphore`] (plus RAII guards) |
+//! | `DeferredQueue`, `QueueOverflow`, `QueueUnderflow` | [`DeferredQueue`], [`QueueOverflow`], [`QueueUnderflow`] |
 //!
 //! # Where Rust does better
 //!
@@ -78,8 +83,13 @@ mod failure;
 mod functions;
 pub mod future;
 mod inline_callbacks;
+pub mod list;
+mod lock;
 mod loom;
+mod permits;
+mod queue;
 mod resolver;
+mod semaphore;
 mod state;
 
 pub use debug::{is_debugging, set_debugging};
@@ -88,10 +98,18 @@ pub use error::{
     AlreadyCalledError, CancelledError, ChainedToSelfError, NoRuntimeError, ResolverDroppedError,
     ResultTakenError, TimeoutError,
 };
+pub use error::{
+    FailureGroup, FirstError, InvalidTokensError, LockNotHeldError, QueueOverflow, QueueUnderflow,
+    TooManyReleasesError,
+};
 pub use failure::{Failure, FailureError, MessageError, PanicError};
 pub use functions::{execute, fail, log_error, maybe_deferred, pass_through, succeed};
 pub use future::ensure_deferred;
+pub use list::{DeferredList, Gather, gather_results, gather2, gather3, race};
+pub use lock::{DeferredLock, DeferredLockGuard};
+pub use queue::DeferredQueue;
 pub use resolver::Resolver;
+pub use semaphore::{DeferredSemaphore, DeferredSemaphoreGuard};
 #[doc(hidden)]
 pub use state::Outcome;
 
