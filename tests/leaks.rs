@@ -8,6 +8,8 @@
 // A global allocator is `unsafe` to implement; the library itself forbids
 // unsafe code.
 #![allow(unsafe_code)]
+// The async blocks around one `.await` are the futures under test.
+#![allow(clippy::redundant_async_block)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
