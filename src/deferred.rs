@@ -523,7 +523,9 @@ impl CancelHandle {
 impl fmt::Debug for CancelHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let alive = self.core.as_ref().is_some_and(|w| w.strong_count() > 0);
-        f.debug_struct("CancelHandle").field("alive", &alive).finish()
+        f.debug_struct("CancelHandle")
+            .field("alive", &alive)
+            .finish()
     }
 }
 

@@ -68,24 +68,41 @@
 #![forbid(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
 
+mod clock;
 mod debug;
 mod deferred;
 mod error;
 mod failure;
-pub mod future;
+mod fslock;
 mod functions;
+pub mod future;
+mod later;
+mod looping;
 mod resolver;
 mod state;
+mod thread;
+pub mod timeout;
 
+pub use clock::{Clock, DelayedCall, ManualClock, TokioClock};
 pub use debug::{is_debugging, set_debugging};
 pub use deferred::{CancelHandle, CancelOnDrop, Deferred, IntoOutcome};
 pub use error::{
     AlreadyCalledError, CancelledError, ChainedToSelfError, NoRuntimeError, ResolverDroppedError,
     ResultTakenError, TimeoutError,
 };
+pub use error::{
+    AlreadyTryingToLockError, CalledFromRuntimeError, DelayedCallError, LoopingCallError,
+    RuntimeRequiredError, RuntimeShutdownError,
+};
 pub use failure::{Failure, FailureError, MessageError, PanicError};
+pub use fslock::DeferredFilesystemLock;
 pub use functions::{execute, fail, log_error, maybe_deferred, pass_through, succeed};
 pub use future::ensure_deferred;
+pub use later::{defer_later, defer_later_with_clock};
+pub use looping::LoopingCall;
 pub use resolver::Resolver;
 #[doc(hidden)]
 pub use state::Outcome;
+pub use thread::{
+    blocking_await_from_thread, blocking_call_from_thread, defer_to_thread, defer_to_thread_pool,
+};

@@ -15,9 +15,9 @@ use std::fmt;
 use std::panic::Location;
 use std::sync::Arc;
 
+use crate::Failure;
 use crate::error::AlreadyCalledError;
 use crate::state::{Inner, add_resolver, drop_resolver};
-use crate::Failure;
 
 /// Fires a [`Deferred`]: Twisted's `d.callback(v)` / `d.errback(f)`.
 ///

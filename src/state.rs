@@ -765,7 +765,11 @@ impl<T: Send + 'static> Core for Inner<T> {
         }
     }
 
-    fn steal_or_chain(&self, mut link: Box<dyn Link>, outer: Arc<dyn Core>) -> Option<Box<dyn Link>> {
+    fn steal_or_chain(
+        &self,
+        mut link: Box<dyn Link>,
+        outer: Arc<dyn Core>,
+    ) -> Option<Box<dyn Link>> {
         let mut st = self.lock();
         if st.finished() {
             let emptied = st.take_rest_into(&mut |src| link.refill(src));
