@@ -814,11 +814,16 @@ impl<T: Send + 'static> Core for Inner<T> {
         }
         let created = st.debug.created;
         drop(st);
+        // Kept until the default CancelledError is applied: if the canceller
+        // dropped every other Resolver (e.g. by cancelling the timer that
+        // held one), dropping this one first would fail the Deferred with
+        // ResolverDroppedError instead of CancelledError.
+        let mut _keep_alive = None;
         match canceller {
             Canceller::None => {}
             Canceller::Once(f) => {
-                let resolver = Resolver::from_inner(self.clone());
-                if let Err(payload) = catch_unwind(AssertUnwindSafe(|| f(&resolver))) {
+                let resolver = _keep_alive.insert(Resolver::from_inner(self.clone()));
+                if let Err(payload) = catch_unwind(AssertUnwindSafe(|| f(resolver))) {
                     self.fail_if_unfired(Failure::from_panic(payload), created);
                 }
             }
