@@ -356,3 +356,65 @@ async fn add_timeout_on_the_paused_tokio_clock() {
     });
     assert_eq!(d.await.unwrap(), "in time");
 }
+
+/// The seed recipe "Setting timeouts", from `examples/timeout_recipe.rs`.
+#[path = "../examples/timeout_recipe.rs"]
+#[allow(dead_code)] // the example's own main() is unused here
+mod recipe;
+
+// Twisted: docs "Asynchronous Recipes: Setting timeouts"
+#[test]
+fn recipe_result_in_time_cancels_the_timeout_handler() {
+    let clock = ManualClock::new();
+    let fired = Arc::new(AtomicUsize::new(0));
+    let f = fired.clone();
+    let d = recipe::timeout_setter(&clock, recipe::DUMMY_TIME, move || {
+        f.fetch_add(1, Ordering::SeqCst);
+    });
+    assert_eq!(clock.pending_calls().len(), 2);
+    clock.advance(recipe::DUMMY_TIME);
+    assert_eq!(d.try_take().unwrap().unwrap(), "RESULT");
+    assert!(
+        clock.pending_calls().is_empty(),
+        "the timeout call was cancelled"
+    );
+    clock.advance(recipe::TIMEOUT);
+    assert_eq!(fired.load(Ordering::SeqCst), 0);
+}
+
+// Twisted: docs "Asynchronous Recipes: Setting timeouts"
+#[test]
+fn recipe_slow_result_runs_the_timeout_handler() {
+    let clock = ManualClock::new();
+    let fired = Arc::new(AtomicUsize::new(0));
+    let f = fired.clone();
+    let d = recipe::timeout_setter(&clock, recipe::TIMEOUT * 2, move || {
+        f.fetch_add(1, Ordering::SeqCst);
+    });
+    clock.advance(recipe::TIMEOUT);
+    assert_eq!(fired.load(Ordering::SeqCst), 1);
+    assert!(
+        d.try_take().is_none(),
+        "the recipe's handler does not end the task"
+    );
+    clock.advance(recipe::TIMEOUT);
+    assert_eq!(d.try_take().unwrap().unwrap(), "RESULT");
+}
+
+#[test]
+fn recipe_with_add_timeout() {
+    let clock = ManualClock::new();
+    let d = recipe::with_add_timeout(&clock, recipe::DUMMY_TIME);
+    clock.advance(recipe::DUMMY_TIME);
+    assert_eq!(d.try_take().unwrap().unwrap(), "RESULT");
+    assert!(clock.pending_calls().is_empty());
+
+    let d = recipe::with_add_timeout(&clock, recipe::TIMEOUT * 2);
+    clock.advance(recipe::TIMEOUT);
+    assert!(d.try_take().unwrap().unwrap_err().is::<TimeoutError>());
+}
+
+#[test]
+fn recipe_example_main_runs() {
+    recipe::main_for_tests();
+}
