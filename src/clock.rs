@@ -14,7 +14,7 @@
 //! ```
 //! use std::sync::{Arc, Mutex};
 //! use std::time::Duration;
-//! use tokio_deferred::{Clock, ManualClock};
+//! use tokio_deferred::ManualClock;
 //!
 //! let clock = ManualClock::new();
 //! let log = Arc::new(Mutex::new(Vec::new()));
@@ -199,7 +199,7 @@ impl CallShared {
 ///
 /// ```
 /// use std::time::Duration;
-/// use tokio_deferred::{Clock, DelayedCallError, ManualClock};
+/// use tokio_deferred::{DelayedCallError, ManualClock};
 ///
 /// let clock = ManualClock::new();
 /// let call = clock.call_later(Duration::from_secs(5), || {});

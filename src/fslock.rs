@@ -4,7 +4,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use tokio_deferred::{DeferredFilesystemLock, ManualClock, TimeoutError};
+//! use tokio_deferred::{DeferredFilesystemLock, ManualClock};
 //!
 //! let dir = std::env::temp_dir().join(format!("fslock-doc-{}", std::process::id()));
 //! std::fs::create_dir_all(&dir).unwrap();

@@ -332,7 +332,8 @@ impl LoopingCall {
         };
         let on_ok = self.clone();
         let on_err = self.clone();
-        let _ = d.add_callbacks(
+        // The chain ends here: its result (always Ok) is not needed.
+        drop(d.add_callbacks(
             move |()| {
                 on_ok.finished(Ok(()));
                 Ok(())
@@ -341,7 +342,7 @@ impl LoopingCall {
                 on_err.finished(Err(f));
                 Ok(())
             },
-        );
+        ));
     }
 
     /// The function's Deferred fired.
