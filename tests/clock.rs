@@ -423,3 +423,14 @@ async fn tokio_clock_contains_panics() {
     clock.call_later(secs(2.0), move || tx.send(()).unwrap());
     rx.await.unwrap();
 }
+
+#[test]
+fn time_types_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<ManualClock>();
+    assert_send_sync::<TokioClock>();
+    assert_send_sync::<DelayedCall>();
+    assert_send_sync::<Arc<dyn Clock>>();
+    assert_send_sync::<tokio_deferred::LoopingCall>();
+    assert_send_sync::<tokio_deferred::DeferredFilesystemLock>();
+}
