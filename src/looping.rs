@@ -198,22 +198,21 @@ impl LoopingCall {
     ///
     /// [`LoopingCallError::NotRunning`] if the loop is not running.
     pub fn stop(&self) -> Result<(), LoopingCallError> {
-        let (call, resolver) = {
+        let call = {
             let mut st = lock(&self.inner.state);
             if !st.running {
                 return Err(LoopingCallError::NotRunning);
             }
             st.running = false;
-            match st.call.take() {
-                Some(call) => (Some(call), st.resolver.take()),
-                None => (None, None),
-            }
+            st.call.take()
         };
-        if let Some(call) = call {
-            let _ = call.cancel();
-        }
-        if let Some(resolver) = resolver {
-            let _ = resolver.callback(self.clone());
+        // If the timer already fired (a run is starting on another thread),
+        // that run fires the start Deferred when it finishes.
+        if call.is_some_and(|call| call.cancel().is_ok()) {
+            let resolver = lock(&self.inner.state).resolver.take();
+            if let Some(resolver) = resolver {
+                let _ = resolver.callback(self.clone());
+            }
         }
         Ok(())
     }
@@ -226,19 +225,23 @@ impl LoopingCall {
     ///
     /// [`LoopingCallError::NotRunning`] if the loop is not running.
     pub fn reset(&self) -> Result<(), LoopingCallError> {
-        let (call, now) = {
+        let call = {
             let mut st = lock(&self.inner.state);
             if !st.running {
                 return Err(LoopingCallError::NotRunning);
             }
-            let Some(call) = st.call.take() else {
-                return Ok(());
-            };
-            st.start_time = st.clock.now();
-            (call, st.start_time)
+            st.call.take()
         };
-        let _ = call.cancel();
-        self.schedule_from(now);
+        // A timer that already fired means a run is under way: it
+        // reschedules itself, so there is nothing to restart.
+        if call.is_some_and(|call| call.cancel().is_ok()) {
+            let now = {
+                let mut st = lock(&self.inner.state);
+                st.start_time = st.clock.now();
+                st.start_time
+            };
+            self.schedule_from(now);
+        }
         Ok(())
     }
 
