@@ -231,3 +231,62 @@ async fn waits_on_the_paused_tokio_clock_by_default() {
     d.await.unwrap();
     assert!(waiter.is_locked());
 }
+
+const CHILD_ENV: &str = "TOKIO_DEFERRED_FSLOCK_CHILD";
+
+/// Run only as the child process of
+/// `another_process_holding_the_lock_blocks_until_it_exits`: takes the lock
+/// on the path in `CHILD_ENV`, says `LOCKED`, and holds it until stdin
+/// closes.
+#[test]
+#[ignore = "helper: run as a child process by another test"]
+fn fslock_child_process_helper() {
+    use std::io::{Read, Write};
+    let path = std::env::var(CHILD_ENV).expect("run by the parent test");
+    let lock = DeferredFilesystemLock::with_clock(path, ManualClock::new());
+    assert!(lock.lock().unwrap());
+    println!("LOCKED");
+    std::io::stdout().flush().unwrap();
+    let mut rest = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut rest);
+    // Dropping `lock` releases it; so would the process exiting.
+}
+
+#[test]
+fn another_process_holding_the_lock_blocks_until_it_exits() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let dir = TempDir::new("process");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "fslock_child_process_helper",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, dir.lock_path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    assert!(
+        lines.any(|l| l.is_ok_and(|l| l.contains("LOCKED"))),
+        "the child took the lock"
+    );
+
+    let clock = ManualClock::new();
+    let lock = DeferredFilesystemLock::with_clock(dir.lock_path(), clock.clone());
+    assert!(!lock.lock().unwrap(), "held by the other process");
+    let d = lock.defer_until_locked(Some(secs(60.0)));
+    clock.advance(secs(1.0));
+    assert!(d.try_take().is_none());
+
+    drop(child.stdin.take()); // the child releases the lock and exits
+    assert!(child.wait().unwrap().success());
+    clock.advance(secs(1.0));
+    assert!(d.try_take().unwrap().is_ok());
+    assert!(lock.is_locked());
+}
