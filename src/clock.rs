@@ -192,7 +192,7 @@ impl CallShared {
     }
 }
 
-/// A call scheduled by [`Clock::call_later`]: Twisted's `DelayedCall`.
+/// A call scheduled by [`Clock::call_later_boxed`] (or `call_later`): Twisted's `DelayedCall`.
 ///
 /// It is a cheap handle (clones refer to the same call). Dropping it does
 /// not cancel the call.

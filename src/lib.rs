@@ -48,6 +48,15 @@
 //! | `setDebugging` / `getDebugging` | [`set_debugging`] / [`is_debugging`] |
 //! | `Failure`, `f.trap(E)`, `f.check(E)` | [`Failure`], [`Failure::trap`], [`Failure::is`] |
 //! | `AlreadyCalledError`, `CancelledError` | [`AlreadyCalledError`], [`CancelledError`] |
+//! | `reactor.seconds()` / `reactor.callLater(d, f)` | [`Clock::now`], `clock.call_later(d, f)` on [`TokioClock`] (default) |
+//! | `task.Clock()`, `advance`, `pump`, `getDelayedCalls` | [`ManualClock`] |
+//! | `DelayedCall.active/cancel/reset/delay/getTime` | [`DelayedCall`] |
+//! | `task.deferLater(clock, d, f)` | [`defer_later`], [`defer_later_with_clock`] |
+//! | `d.addTimeout(t, clock, onTimeoutCancel)` | [`Deferred::add_timeout`], [`Deferred::add_timeout_with`] |
+//! | `task.LoopingCall(f)`, `.withCount(f)` | [`LoopingCall::new`], [`LoopingCall::with_count`] |
+//! | `threads.deferToThread(f)` / `deferToThreadPool` | [`defer_to_thread`] / [`defer_to_thread_pool`] |
+//! | `threads.blockingCallFromThread(reactor, f)` | [`blocking_call_from_thread`], [`blocking_await_from_thread`] |
+//! | `DeferredFilesystemLock(path).deferUntilLocked(t)` | [`DeferredFilesystemLock::defer_until_locked`] |
 //!
 //! # Where Rust does better
 //!
