@@ -73,6 +73,10 @@ fn run_guarded(f: Job) {
 /// they can never be negative. Implementations must run each call at most
 /// once, never before its time, and must not hold a lock while running it.
 ///
+/// [`DelayedCall`] has no public constructor, so a custom clock schedules
+/// through one of the provided ones (for example, a wrapper that logs and
+/// delegates to a [`TokioClock`]).
+///
 /// ```
 /// use std::time::Duration;
 /// use tokio_deferred::{Clock, ManualClock};
