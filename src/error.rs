@@ -357,3 +357,77 @@ pub struct QueueUnderflow {
     /// The queue's backlog limit.
     pub backlog: usize,
 }
+
+// Time and threads (clock, timeouts, LoopingCall, threads, filesystem lock)
+// ---------------------------------------------------------------------------
+
+/// A [`DelayedCall`](crate::DelayedCall) could not be cancelled, reset or
+/// delayed because it is no longer pending (Twisted's `AlreadyCalled` /
+/// `AlreadyCancelled`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DelayedCallError {
+    /// The call already ran (or is running now).
+    #[error("the delayed call already ran; check active() before cancelling or resetting it")]
+    AlreadyCalled,
+    /// The call was already cancelled.
+    #[error(
+        "the delayed call was already cancelled; check active() before cancelling or resetting it"
+    )]
+    AlreadyCancelled,
+}
+
+/// A [`LoopingCall`](crate::LoopingCall) was used in the wrong state (Twisted
+/// asserts instead).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoopingCallError {
+    /// `start()` was called on a loop that is already running.
+    #[error("the LoopingCall is already running; stop() it before starting it again")]
+    AlreadyRunning,
+    /// `stop()` or `reset()` was called on a loop that is not running.
+    #[error("the LoopingCall is not running; start() it first")]
+    NotRunning,
+}
+
+/// A second [`DeferredFilesystemLock::defer_until_locked`](crate::DeferredFilesystemLock::defer_until_locked)
+/// was made while one was still in progress (Twisted's
+/// `AlreadyTryingToLockError`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "defer_until_locked is already trying to lock {path}; wait for (or cancel) the first attempt"
+)]
+pub struct AlreadyTryingToLockError {
+    /// The path of the lock.
+    pub path: std::path::PathBuf,
+}
+
+/// A timer or thread helper needed a Tokio runtime and none was available.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{what} needs a Tokio runtime; call it from within a runtime (e.g. #[tokio::main]), \
+     pass a runtime Handle, or use a ManualClock"
+)]
+pub struct RuntimeRequiredError {
+    /// What needed the runtime.
+    pub what: &'static str,
+}
+
+/// [`blocking_call_from_thread`](crate::blocking_call_from_thread) was called
+/// from a thread that drives a Tokio runtime, where blocking would deadlock
+/// (Twisted hangs in that case).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "blocking_call_from_thread was called from a runtime thread, where it would deadlock; \
+     call it from a plain thread or a defer_to_thread worker, or just await the Deferred"
+)]
+pub struct CalledFromRuntimeError {}
+
+/// The runtime shut down before a
+/// [`blocking_call_from_thread`](crate::blocking_call_from_thread) produced
+/// its result.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the Tokio runtime shut down before the call finished; keep the runtime alive while calling into it"
+)]
+pub struct RuntimeShutdownError {}

@@ -54,6 +54,15 @@
 //! | `race(ds)` / `FailureGroup` | [`race`] / [`FailureGroup`] |
 //! | `DeferredLock`, `DeferredSemaphore` | [`DeferredLock`], [`DeferredSemaphore`] (plus RAII guards) |
 //! | `DeferredQueue`, `QueueOverflow`, `QueueUnderflow` | [`DeferredQueue`], [`QueueOverflow`], [`QueueUnderflow`] |
+//! | `reactor.seconds()` / `reactor.callLater(d, f)` | [`Clock::now`], `clock.call_later(d, f)` on [`TokioClock`] (default) |
+//! | `task.Clock()`, `advance`, `pump`, `getDelayedCalls` | [`ManualClock`] |
+//! | `DelayedCall.active/cancel/reset/delay/getTime` | [`DelayedCall`] |
+//! | `task.deferLater(clock, d, f)` | [`defer_later`], [`defer_later_with_clock`] |
+//! | `d.addTimeout(t, clock, onTimeoutCancel)` | [`Deferred::add_timeout`], [`Deferred::add_timeout_with`] |
+//! | `task.LoopingCall(f)`, `.withCount(f)` | [`LoopingCall::new`], [`LoopingCall::with_count`] |
+//! | `threads.deferToThread(f)` / `deferToThreadPool` | [`defer_to_thread`] / [`defer_to_thread_pool`] |
+//! | `threads.blockingCallFromThread(reactor, f)` | [`blocking_call_from_thread`], [`blocking_await_from_thread`] |
+//! | `DeferredFilesystemLock(path).deferUntilLocked(t)` | [`DeferredFilesystemLock::defer_until_locked`] |
 //!
 //! # Where Rust does better
 //!
@@ -76,22 +85,29 @@
 #![forbid(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
 
+mod clock;
 mod debug;
 mod deferred;
 mod error;
 mod failure;
+mod fslock;
 mod functions;
 pub mod future;
 mod inline_callbacks;
+mod later;
 pub mod list;
 mod lock;
 mod loom;
+mod looping;
 mod permits;
 mod queue;
 mod resolver;
 mod semaphore;
 mod state;
+mod thread;
+pub mod timeout;
 
+pub use clock::{Clock, DelayedCall, ManualClock, TokioClock};
 pub use debug::{is_debugging, set_debugging};
 pub use deferred::{CancelHandle, CancelOnDrop, Deferred, IntoOutcome};
 pub use error::{
@@ -99,14 +115,18 @@ pub use error::{
     ResultTakenError, TimeoutError,
 };
 pub use error::{
-    FailureGroup, FirstError, InvalidTokensError, LockNotHeldError, QueueOverflow, QueueUnderflow,
-    TooManyReleasesError,
+    AlreadyTryingToLockError, CalledFromRuntimeError, DelayedCallError, FailureGroup, FirstError,
+    InvalidTokensError, LockNotHeldError, LoopingCallError, QueueOverflow, QueueUnderflow,
+    RuntimeRequiredError, RuntimeShutdownError, TooManyReleasesError,
 };
 pub use failure::{Failure, FailureError, MessageError, PanicError};
+pub use fslock::DeferredFilesystemLock;
 pub use functions::{execute, fail, log_error, maybe_deferred, pass_through, succeed};
 pub use future::ensure_deferred;
+pub use later::{defer_later, defer_later_with_clock};
 pub use list::{DeferredList, Gather, gather_results, gather2, gather3, race};
 pub use lock::{DeferredLock, DeferredLockGuard};
+pub use looping::LoopingCall;
 pub use queue::DeferredQueue;
 pub use resolver::Resolver;
 pub use semaphore::{DeferredSemaphore, DeferredSemaphoreGuard};
@@ -116,6 +136,9 @@ pub use state::Outcome;
 #[doc(hidden)]
 pub use inline_callbacks::private as __private;
 
+pub use thread::{
+    blocking_await_from_thread, blocking_call_from_thread, defer_to_thread, defer_to_thread_pool,
+};
 /// Twisted's `@inlineCallbacks`: turns an `async fn` returning
 /// `Result<T, E>` (with `E: Into<Failure>`) into a plain `fn` with the same
 /// parameters that returns a [`Deferred<T>`](Deferred), already started.

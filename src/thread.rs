@@ -1,0 +1,192 @@
+//! Threads: run blocking code off the runtime ([`defer_to_thread`]), and
+//! call into the runtime from a plain thread
+//! ([`blocking_call_from_thread`]). Twisted's `twisted.internet.threads`.
+//!
+//! ```
+//! use tokio_deferred::defer_to_thread;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let d = defer_to_thread(|| "12".parse::<u32>()) // runs on a blocking thread
+//!     .add_callback(|n| Ok(n * 2));               // runs on the runtime
+//! assert_eq!(d.await.unwrap(), 24);
+//! # }
+//! ```
+
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::mpsc;
+
+use tokio::runtime::Handle;
+
+use crate::deferred::IntoOutcome;
+use crate::error::{CalledFromRuntimeError, RuntimeRequiredError, RuntimeShutdownError};
+use crate::{Deferred, Failure, ensure_deferred, fail, maybe_deferred};
+
+/// Runs `f` on Tokio's blocking thread pool (`spawn_blocking`) and returns
+/// a Deferred of its result, on the current runtime (Twisted's
+/// `deferToThread`).
+///
+/// * The Deferred fires **on the runtime** (in a task), never on the
+///   blocking thread, so its callbacks run where Twisted's would run: in
+///   the event loop, not in the worker.
+/// * `f` returns a `Result`; its error, or a panic in `f`, becomes a
+///   [`Failure`].
+/// * Cancelling the Deferred fails it with
+///   [`CancelledError`](crate::CancelledError) at once. The thread cannot be
+///   stopped: it runs on, and its result is dropped quietly when it comes
+///   (Twisted's semantics).
+/// * With no runtime, the Deferred fails at once with
+///   [`RuntimeRequiredError`]; see [`defer_to_thread_pool`] to pass one.
+///
+/// ```
+/// use tokio_deferred::{defer_to_thread, Failure};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let d = defer_to_thread(|| -> Result<u8, Failure> { panic!("worker died") });
+/// assert!(d.await.unwrap_err().is_panic());
+/// # }
+/// ```
+pub fn defer_to_thread<F, T, E>(f: F) -> Deferred<T>
+where
+    F: FnOnce() -> Result<T, E> + Send + 'static,
+    T: Send + 'static,
+    E: Into<Failure> + 'static,
+{
+    match Handle::try_current() {
+        Ok(handle) => defer_to_thread_pool(&handle, f),
+        Err(_) => fail(RuntimeRequiredError {
+            what: "defer_to_thread",
+        }),
+    }
+}
+
+/// [`defer_to_thread`] on the blocking pool of the runtime behind `handle`
+/// (Twisted's `deferToThreadPool`); callable from any thread. The Deferred
+/// fires on that runtime.
+///
+/// ```
+/// use tokio_deferred::defer_to_thread_pool;
+///
+/// let rt = tokio::runtime::Builder::new_multi_thread()
+///     .worker_threads(1)
+///     .max_blocking_threads(2)
+///     .build()
+///     .unwrap();
+/// let d = defer_to_thread_pool(rt.handle(), || Ok::<_, std::io::Error>(3 + 4));
+/// assert_eq!(rt.block_on(d).unwrap(), 7);
+/// ```
+pub fn defer_to_thread_pool<F, T, E>(handle: &Handle, f: F) -> Deferred<T>
+where
+    F: FnOnce() -> Result<T, E> + Send + 'static,
+    T: Send + 'static,
+    E: Into<Failure> + 'static,
+{
+    let (d, resolver) = Deferred::<T>::new();
+    let pool = handle.clone();
+    handle.spawn(async move {
+        let joined = pool
+            .spawn_blocking(move || match catch_unwind(AssertUnwindSafe(f)) {
+                Ok(r) => r.map_err(Into::into),
+                Err(payload) => Err(Failure::from_panic(payload)),
+            })
+            .await;
+        let result = match joined {
+            Ok(r) => r,
+            Err(e) if e.is_panic() => Err(Failure::from_panic(e.into_panic())),
+            Err(_) => Err(Failure::new(RuntimeShutdownError {})),
+        };
+        // After a cancel, exactly this one late result is accepted and dropped.
+        let _ = resolver.resolve(result);
+    });
+    d
+}
+
+/// Whether blocking the current thread is allowed: not a thread that
+/// drives a Tokio runtime. Tokio only tells by panicking, so the probe is a
+/// `blocking_recv` on a closed channel, which returns at once where blocking
+/// is allowed.
+fn blocking_allowed() -> bool {
+    if Handle::try_current().is_err() {
+        return true;
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    drop(tx);
+    catch_unwind(AssertUnwindSafe(move || {
+        let _ = rx.blocking_recv();
+    }))
+    .is_ok()
+}
+
+/// Runs `f` on the runtime behind `handle` and blocks the calling thread
+/// until the Deferred (or result) it returns has fired (Twisted's
+/// `blockingCallFromThread`). For plain threads and
+/// [`defer_to_thread`] workers that need to reach into the runtime.
+///
+/// `f` runs in a task on the runtime, so it may create timers, spawn, and
+/// return a Deferred that fires later.
+///
+/// # Errors
+///
+/// The failure of `f`'s Deferred, or:
+/// * [`CalledFromRuntimeError`] if called from a thread that drives a
+///   runtime (a worker, or inside `block_on`), where waiting would deadlock
+///   (Twisted hangs). The check relies on Tokio's own panic for blocking in
+///   a runtime, caught here, so the panic message is still printed by the
+///   panic hook, and under `panic = "abort"` it aborts.
+/// * [`RuntimeShutdownError`] if the runtime shut down first.
+///
+/// ```
+/// use std::time::Duration;
+/// use tokio_deferred::{blocking_call_from_thread, defer_later};
+///
+/// let rt = tokio::runtime::Runtime::new().unwrap();
+/// let handle = rt.handle().clone();
+/// let worker = std::thread::spawn(move || {
+///     blocking_call_from_thread(&handle, || defer_later(Duration::from_millis(1), || Ok("egg")))
+/// });
+/// assert_eq!(worker.join().unwrap().unwrap(), "egg");
+/// ```
+pub fn blocking_call_from_thread<F, R>(handle: &Handle, f: F) -> Result<R::Output, Failure>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: IntoOutcome,
+{
+    if !blocking_allowed() {
+        return Err(Failure::new(CalledFromRuntimeError {}));
+    }
+    let (tx, rx) = mpsc::sync_channel(1);
+    handle.spawn(async move {
+        let d = maybe_deferred(f);
+        let _ = tx.send(d.await);
+    });
+    rx.recv()
+        .unwrap_or_else(|_| Err(Failure::new(RuntimeShutdownError {})))
+}
+
+/// Runs a future on the runtime behind `handle` (as a Deferred, with
+/// [`ensure_deferred`]) and blocks the calling thread for its result: the
+/// `async` form of [`blocking_call_from_thread`], with the same errors.
+///
+/// ```
+/// use tokio_deferred::{blocking_await_from_thread, Failure};
+///
+/// let rt = tokio::runtime::Runtime::new().unwrap();
+/// let handle = rt.handle().clone();
+/// let worker = std::thread::spawn(move || {
+///     blocking_await_from_thread(&handle, async {
+///         tokio::task::yield_now().await;
+///         Ok::<_, Failure>(5)
+///     })
+/// });
+/// assert_eq!(worker.join().unwrap().unwrap(), 5);
+/// ```
+pub fn blocking_await_from_thread<Fut, T, E>(handle: &Handle, future: Fut) -> Result<T, Failure>
+where
+    Fut: Future<Output = Result<T, E>> + Send + 'static,
+    T: Send + 'static,
+    E: Into<Failure> + 'static,
+{
+    blocking_call_from_thread(handle, move || ensure_deferred(future))
+}
