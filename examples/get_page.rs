@@ -68,7 +68,7 @@ pub fn get_page(url: &str) -> Deferred<String> {
         if !status.is_success() {
             return Err(PageError { status, url }.into());
         }
-        Ok::<_, Failure>(String::from_utf8(body.to_vec())?)
+        Ok::<_, Failure>(String::from_utf8(Vec::from(body))?)
     })
 }
 
