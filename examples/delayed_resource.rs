@@ -35,7 +35,7 @@
 //! * returning `succeed(response)` (already fired) is returning bytes;
 //! * firing the Deferred with the finished `Response` is `request.write` +
 //!   `request.finish()`, and the types make it impossible to forget
-//!   `finish()` (a Twisted bug that leaves the client hanging).
+//!   `finish()` (a common Twisted mistake, which leaves the client hanging).
 //!
 //! When the client hangs up first, hyper drops the handler's future. Here
 //! that future is [`Deferred::cancel_on_drop`], so dropping it cancels the
