@@ -21,6 +21,11 @@ fn get_page(url: &str) -> Deferred<String> {
 
 #[tokio::main]
 async fn main() {
+    run().await;
+}
+
+/// The tour (a function so that tests/examples.rs can run it).
+pub async fn run() {
     println!("1. A Deferred is fired by its Resolver; callbacks run in the firing thread.");
     let (d, resolver) = Deferred::<String>::new();
     let d = d
@@ -73,6 +78,20 @@ async fn main() {
     println!("   result: {:?}", d.await);
 
     println!();
-    println!("More: the tests in tests/ port Twisted's own test suite; see README.md");
-    println!("for the Twisted -> Rust table and DESIGN.md for how the chain runs.");
+    println!("Next, one example per Twisted document:");
+    for (name, what) in TOUR {
+        println!("   cargo run --example {name:<17} # {what}");
+    }
+    println!("MIGRATING.md maps every Twisted name to its Rust form; the tests in");
+    println!("tests/ port Twisted's own test suite.");
 }
+
+/// The other examples, in reading order: (name, what it shows). A test
+/// checks that this lists exactly the files of examples/.
+pub const TOUR: &[(&str, &str)] = &[
+    ("get_page", "getPage over HTTP: two callbacks, an errback"),
+    ("fibonacci_thread", "blocking code vs defer_to_thread"),
+    ("delayed_resource", "HTTP response after defer_later"),
+    ("timeout_recipe", "call_later timeouts, then add_timeout"),
+    ("inline_callbacks", "@inlineCallbacks, ensureDeferred"),
+];
