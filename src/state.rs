@@ -390,15 +390,6 @@ pub(crate) fn cancel_core(mut core: Arc<dyn Core>) {
     }
 }
 
-/// Puts the links of `batch` back in front of `links`, in order.
-fn restore_front(links: &mut VecDeque<Box<dyn Link>>, batch: &mut VecDeque<Box<dyn Link>>) {
-    if batch.is_empty() {
-        return;
-    }
-    batch.append(links);
-    mem::swap(links, batch);
-}
-
 pub(crate) fn same_core(a: &Arc<dyn Core>, b: &Arc<dyn Core>) -> bool {
     std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b))
 }
@@ -694,14 +685,8 @@ impl<T: Send + 'static> Inner<T> {
 
     /// Stores `held` as the result and either hands over to `next` (if this
     /// Deferred has nothing left to run) or keeps the token and nests.
-    fn hand_over(
-        self: Arc<Self>,
-        held: Option<Box<dyn Link>>,
-        mut batch: VecDeque<Box<dyn Link>>,
-        next: Arc<dyn Core>,
-    ) -> Stop {
+    fn hand_over(self: Arc<Self>, held: Option<Box<dyn Link>>, next: Arc<dyn Core>) -> Stop {
         let mut st = self.lock();
-        restore_front(&mut st.links, &mut batch);
         if let Some(h) = held {
             st.rest = Rest::Holder(h);
         }
@@ -733,61 +718,35 @@ impl<T: Send + 'static> Core for Inner<T> {
         // `held`: the link whose output slot holds the current result while
         // the chain runs; `None` means the result is in the state.
         let mut held: Option<Box<dyn Link>> = None;
-        // Links taken out of the state in one critical section and run
-        // without locking; links added meanwhile queue up behind them in the
-        // state, so FIFO order holds.
-        let mut batch: VecDeque<Box<dyn Link>> = VecDeque::new();
         // Twisted checks `paused` when it starts (or comes back to) a
         // Deferred, not between its callbacks: a callback that pauses its own
         // Deferred does not stop the callbacks already queued behind it.
         let mut check_pause = true;
         loop {
-            let mut link = match (batch.pop_front(), held.take()) {
-                // Fast path: the result is in hand and the next link too.
-                (Some(mut link), Some(mut h)) => {
-                    link.pull(h.output());
-                    drop(h);
-                    link
+            let mut st = self.lock();
+            if held.is_none() && check_pause && st.paused > 0 {
+                st.running = false;
+                return Stop::Released;
+            }
+            check_pause = false;
+            let Some(mut link) = st.links.pop_front() else {
+                if let Some(h) = held.take() {
+                    st.rest = Rest::Holder(h);
                 }
-                (popped, in_hand) => {
-                    let mut st = self.lock();
-                    if let Some(l) = popped {
-                        batch.push_front(l);
-                    }
-                    if in_hand.is_none() {
-                        // Back to the state's queue, in order, before looking
-                        // at the state again.
-                        restore_front(&mut st.links, &mut batch);
-                        if check_pause && st.paused > 0 {
-                            st.running = false;
-                            return Stop::Released;
-                        }
-                    }
-                    check_pause = false;
-                    if batch.is_empty() {
-                        mem::swap(&mut batch, &mut st.links);
-                    }
-                    let Some(mut link) = batch.pop_front() else {
-                        if let Some(h) = in_hand {
-                            st.rest = Rest::Holder(h);
-                        }
-                        let finish = Self::finish(&mut st);
-                        drop(st);
-                        finish.run();
-                        return Stop::Released;
-                    };
-                    let emptied = match in_hand {
-                        Some(mut h) => {
-                            link.pull(h.output());
-                            Some(h)
-                        }
-                        None => st.take_rest_into(&mut |src| link.pull(src)),
-                    };
-                    drop(st);
-                    drop(emptied);
-                    link
-                }
+                let finish = Self::finish(&mut st);
+                drop(st);
+                finish.run();
+                return Stop::Released;
             };
+            let emptied = match held.take() {
+                Some(mut h) => {
+                    link.pull(h.output());
+                    Some(h)
+                }
+                None => st.take_rest_into(&mut |src| link.pull(src)),
+            };
+            drop(st);
+            drop(emptied);
 
             match link.run() {
                 Step::Done => held = Some(link),
@@ -807,7 +766,6 @@ impl<T: Send + 'static> Core for Inner<T> {
                         None => {
                             let mut st = self.lock();
                             if st.waiting.is_some() {
-                                restore_front(&mut st.links, &mut batch);
                                 st.running = false;
                                 return Stop::Released;
                             }
@@ -821,11 +779,11 @@ impl<T: Send + 'static> Core for Inner<T> {
                     drop(link);
                     // This Deferred's result now belongs to `outer`.
                     if outer.resume(holder) {
-                        return self.hand_over(None, batch, outer);
+                        return self.hand_over(None, outer);
                     }
                 }
                 Step::Fed(target) => {
-                    return self.hand_over(Some(link), batch, target);
+                    return self.hand_over(Some(link), target);
                 }
             }
         }
