@@ -81,7 +81,8 @@ impl DebugInfo {
         }
         self.fired = Some(at);
         if is_debugging() {
-            self.traces.get_or_insert_with(Default::default).fired = Some(Backtrace::force_capture());
+            self.traces.get_or_insert_with(Default::default).fired =
+                Some(Backtrace::force_capture());
         }
     }
 

@@ -26,6 +26,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::Location;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 
@@ -111,6 +112,9 @@ impl<U: Send + 'static> IntoOutcome for Deferred<U> {
               await it, add callbacks, or keep it"]
 pub struct Deferred<T> {
     core: Option<Arc<dyn Core>>,
+    /// This handle took the final result: nothing is left to report on drop,
+    /// so `Drop` skips the state's lock.
+    taken: AtomicBool,
     _marker: PhantomData<fn() -> T>,
 }
 
@@ -118,6 +122,7 @@ impl<T: Send + 'static> Deferred<T> {
     pub(crate) fn from_core(core: Arc<dyn Core>) -> Self {
         Deferred {
             core: Some(core),
+            taken: AtomicBool::new(false),
             _marker: PhantomData,
         }
     }
@@ -200,7 +205,7 @@ impl<T: Send + 'static> Deferred<T> {
     /// `Deferred` for the chain to wait on.
     ///
     /// ```
-    /// use tokio_deferred::{Deferred, succeed};
+    /// use tokio_deferred::succeed;
     ///
     /// let d = succeed(2)
     ///     .add_callback(|x| Ok(x * 10))           // Deferred<i32>
@@ -438,7 +443,10 @@ impl<T: Send + 'static> Deferred<T> {
         let core = self.core.as_ref()?;
         let mut slot = None;
         match core.poll_take(None, &mut |src| slot = Some(take_from::<T>(src))) {
-            Poll::Ready(()) => slot,
+            Poll::Ready(()) => {
+                self.taken.store(true, Ordering::Relaxed);
+                slot
+            }
             Poll::Pending => None,
         }
     }
@@ -455,9 +463,12 @@ impl<T: Send + 'static> Future for Deferred<T> {
         match core.poll_take(Some(cx.waker()), &mut |src| {
             slot = Some(take_from::<T>(src))
         }) {
-            Poll::Ready(()) => Poll::Ready(
-                slot.unwrap_or_else(|| Err(Failure::new(crate::error::ResultTakenError {}))),
-            ),
+            Poll::Ready(()) => {
+                self.taken.store(true, Ordering::Relaxed);
+                Poll::Ready(
+                    slot.unwrap_or_else(|| Err(Failure::new(crate::error::ResultTakenError {}))),
+                )
+            }
             Poll::Pending => {
                 crate::future::note_awaiting(core);
                 Poll::Pending
@@ -469,7 +480,9 @@ impl<T: Send + 'static> Future for Deferred<T> {
 impl<T> Drop for Deferred<T> {
     fn drop(&mut self) {
         if let Some(core) = self.core.take() {
-            core.release_consumer();
+            if !*self.taken.get_mut() {
+                core.release_consumer();
+            }
         }
     }
 }
@@ -523,7 +536,9 @@ impl CancelHandle {
 impl fmt::Debug for CancelHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let alive = self.core.as_ref().is_some_and(|w| w.strong_count() > 0);
-        f.debug_struct("CancelHandle").field("alive", &alive).finish()
+        f.debug_struct("CancelHandle")
+            .field("alive", &alive)
+            .finish()
     }
 }
 

@@ -42,7 +42,10 @@ pub fn succeed<T: Send + 'static>(value: T) -> Deferred<T> {
 /// ```
 #[track_caller]
 pub fn fail<T: Send + 'static>(failure: impl Into<Failure>) -> Deferred<T> {
-    Deferred::from_core(Inner::<T>::new_fired(Err(failure.into()), Location::caller()))
+    Deferred::from_core(Inner::<T>::new_fired(
+        Err(failure.into()),
+        Location::caller(),
+    ))
 }
 
 /// Calls `f` and wraps what it returns in a Deferred (Twisted's
@@ -72,9 +75,10 @@ where
             Outcome::Ready(r) => Deferred::from_core(Inner::new_fired(r, at)),
             Outcome::Chain(d) => d,
         },
-        Err(payload) => {
-            Deferred::from_core(Inner::<R::Output>::new_fired(Err(Failure::from_panic(payload)), at))
-        }
+        Err(payload) => Deferred::from_core(Inner::<R::Output>::new_fired(
+            Err(Failure::from_panic(payload)),
+            at,
+        )),
     }
 }
 

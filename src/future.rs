@@ -170,8 +170,7 @@ where
 {
     let at = Location::caller();
     let driver = Arc::new(Driver::default());
-    let (d, resolver) =
-        Deferred::with_raw_canceller(Canceller::Cooperative(driver.clone()), at);
+    let (d, resolver) = Deferred::with_raw_canceller(Canceller::Cooperative(driver.clone()), at);
     let mut driven = Box::pin(Driven {
         fut: future,
         driver: driver.clone(),
@@ -198,7 +197,9 @@ where
         }
         Err(_) => {
             drop(driven);
-            let _ = resolver.inner.fire(Failure::new(NoRuntimeError {}), Err, at);
+            let _ = resolver
+                .inner
+                .fire(Failure::new(NoRuntimeError {}), Err, at);
         }
     }
     d

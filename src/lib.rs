@@ -72,8 +72,9 @@ mod debug;
 mod deferred;
 mod error;
 mod failure;
-pub mod future;
 mod functions;
+pub mod future;
+mod loom;
 mod resolver;
 mod state;
 

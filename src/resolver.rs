@@ -15,13 +15,13 @@ use std::fmt;
 use std::panic::Location;
 use std::sync::Arc;
 
+use crate::Failure;
 use crate::error::AlreadyCalledError;
 use crate::state::{Inner, add_resolver, drop_resolver};
-use crate::Failure;
 
-/// Fires a [`Deferred`]: Twisted's `d.callback(v)` / `d.errback(f)`.
+/// Fires a [`Deferred`](crate::Deferred): Twisted's `d.callback(v)` / `d.errback(f)`.
 ///
-/// Made by [`Deferred::new`] or [`Deferred::with_canceller`]. It is
+/// Made by [`Deferred::new`](crate::Deferred::new) or [`Deferred::with_canceller`](crate::Deferred::with_canceller). It is
 /// `Clone + Send + Sync`: any clone may fire the Deferred, once. The callback
 /// chain runs synchronously in the firing thread before `callback()`
 /// returns (unless the Deferred is paused or waiting on another Deferred).

@@ -24,12 +24,13 @@ use std::any::Any;
 use std::collections::VecDeque;
 use std::mem;
 use std::panic::{AssertUnwindSafe, Location, catch_unwind};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 use std::task::{Poll, Waker};
 
 use crate::debug::{DebugInfo, report_unhandled};
 use crate::error::{AlreadyCalledError, CancelledError, ResultTakenError};
+use crate::loom::{AtomicBool, AtomicUsize, Mutex, MutexGuard};
 use crate::{Failure, Resolver};
 
 /// A result travelling down a chain.
@@ -328,6 +329,9 @@ pub(crate) enum Canceller<T: Send + 'static> {
     None,
     Once(Box<dyn FnOnce(&Resolver<T>) + Send>),
     Cooperative(Arc<dyn CooperativeCancel>),
+    /// A `Once` canceller was taken by a `cancel()` that is running it; a
+    /// concurrent `cancel()` leaves the outcome to that one.
+    Spent,
 }
 
 /// The object-safe face of a Deferred's shared state.
@@ -500,6 +504,9 @@ impl Finish {
 pub(crate) struct Inner<T: Send + 'static> {
     state: Mutex<State<T>>,
     pub(crate) resolvers: AtomicUsize,
+    /// Mirrors `State::called` (set under the lock) so that dropping the
+    /// last Resolver of a fired Deferred needs no lock.
+    fired: AtomicBool,
 }
 
 impl<T: Send + 'static> Inner<T> {
@@ -520,6 +527,7 @@ impl<T: Send + 'static> Inner<T> {
                 debug: DebugInfo::new(created),
             }),
             resolvers: AtomicUsize::new(1),
+            fired: AtomicBool::new(false),
         })
     }
 
@@ -543,6 +551,7 @@ impl<T: Send + 'static> Inner<T> {
                 debug,
             }),
             resolvers: AtomicUsize::new(0),
+            fired: AtomicBool::new(true),
         })
     }
 
@@ -579,9 +588,21 @@ impl<T: Send + 'static> Inner<T> {
             let info = st.debug.describe();
             return Err(AlreadyCalledError::new(value, info));
         }
+        Ok(self.fire_locked(st, convert(value), at))
+    }
+
+    /// Fires an unfired Deferred whose lock the caller holds; releases it.
+    /// `true`: the caller took the runner token and must call [`run_chain`].
+    fn fire_locked(
+        &self,
+        mut st: MutexGuard<'_, State<T>>,
+        value: Res<T>,
+        at: &'static Location<'static>,
+    ) -> bool {
         st.called = true;
+        self.fired.store(true, Ordering::Release);
         st.debug.record_fire(at);
-        st.source = Some(convert(value));
+        st.source = Some(value);
         st.rest = Rest::Source;
         let canceller = mem::replace(&mut st.canceller, Canceller::None);
         let run = if st.paused > 0 {
@@ -591,14 +612,14 @@ impl<T: Send + 'static> Inner<T> {
             drop(st);
             finish.run();
             drop(canceller);
-            return Ok(false);
+            return false;
         } else {
             st.running = true;
             true
         };
         drop(st);
         drop(canceller);
-        Ok(run)
+        run
     }
 
     /// Fires and runs the chain.
@@ -623,6 +644,9 @@ impl<T: Send + 'static> Inner<T> {
 
     /// Every Resolver was dropped.
     pub(crate) fn resolvers_gone(self: &Arc<Self>) {
+        if self.fired.load(Ordering::Acquire) {
+            return;
+        }
         let created = {
             let st = self.lock();
             if st.called {
@@ -765,7 +789,11 @@ impl<T: Send + 'static> Core for Inner<T> {
         }
     }
 
-    fn steal_or_chain(&self, mut link: Box<dyn Link>, outer: Arc<dyn Core>) -> Option<Box<dyn Link>> {
+    fn steal_or_chain(
+        &self,
+        mut link: Box<dyn Link>,
+        outer: Arc<dyn Core>,
+    ) -> Option<Box<dyn Link>> {
         let mut st = self.lock();
         if st.finished() {
             let emptied = st.take_rest_into(&mut |src| link.refill(src));
@@ -799,22 +827,41 @@ impl<T: Send + 'static> Core for Inner<T> {
             // Fired but waiting on a chained Deferred: forward. Else a no-op.
             return st.waiting.as_ref().and_then(Weak::upgrade);
         }
-        let canceller = match &st.canceller {
-            Canceller::Cooperative(c) => Canceller::Cooperative(c.clone()),
-            _ => mem::replace(&mut st.canceller, Canceller::None),
-        };
-        if matches!(canceller, Canceller::None) {
-            // Twisted: with no canceller, one late callback/errback is
-            // silently swallowed.
-            st.suppress_already_called = true;
-        }
         let created = st.debug.created;
+        let canceller = match mem::replace(&mut st.canceller, Canceller::Spent) {
+            Canceller::None => {
+                // Twisted: with no canceller, fail with CancelledError and
+                // silently swallow one late callback/errback. Both happen
+                // under the lock, so a racing fire either wins outright or
+                // is the one swallowed.
+                st.suppress_already_called = true;
+                if self.fire_locked(st, Err(Failure::new(CancelledError::new())), created) {
+                    run_chain(self.clone());
+                }
+                return None;
+            }
+            Canceller::Spent => {
+                // Another cancel() is running the canceller and will apply
+                // the outcome (Twisted: the canceller runs at most once).
+                return None;
+            }
+            Canceller::Cooperative(c) => {
+                st.canceller = Canceller::Cooperative(c.clone());
+                Canceller::Cooperative(c)
+            }
+            once => once,
+        };
         drop(st);
+        // Kept until the default CancelledError is applied: if the canceller
+        // dropped every other Resolver (e.g. by cancelling the timer that
+        // held one), dropping this one first would fail the Deferred with
+        // ResolverDroppedError instead of CancelledError.
+        let mut _keep_alive = None;
         match canceller {
-            Canceller::None => {}
+            Canceller::None | Canceller::Spent => {}
             Canceller::Once(f) => {
-                let resolver = Resolver::from_inner(self.clone());
-                if let Err(payload) = catch_unwind(AssertUnwindSafe(|| f(&resolver))) {
+                let resolver = _keep_alive.insert(Resolver::from_inner(self.clone()));
+                if let Err(payload) = catch_unwind(AssertUnwindSafe(|| f(resolver))) {
                     self.fail_if_unfired(Failure::from_panic(payload), created);
                 }
             }

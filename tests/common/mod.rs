@@ -1,0 +1,56 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+
+use tokio_deferred::{Deferred, Failure};
+
+/// A shared, clonable log of events.
+#[derive(Clone, Default, Debug)]
+pub struct Log<T>(Arc<Mutex<Vec<T>>>);
+
+impl<T: Clone> Log<T> {
+    pub fn new() -> Self {
+        Log(Arc::new(Mutex::new(Vec::new())))
+    }
+    pub fn push(&self, v: T) {
+        self.0.lock().unwrap().push(v);
+    }
+    pub fn get(&self) -> Vec<T> {
+        self.0.lock().unwrap().clone()
+    }
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+}
+
+/// Twisted's `successResultOf`: the Deferred must have finished with a value.
+pub fn success_result_of<T: Send + 'static>(d: &Deferred<T>) -> T {
+    match d.try_take() {
+        Some(Ok(v)) => v,
+        Some(Err(f)) => panic!("expected a success, got {f:?}"),
+        None => panic!("expected a result, the Deferred has none: {d:?}"),
+    }
+}
+
+/// Twisted's `failureResultOf`: the Deferred must have finished with a failure.
+pub fn failure_result_of<T: Send + 'static>(d: &Deferred<T>) -> Failure {
+    match d.try_take() {
+        Some(Err(f)) => f,
+        Some(Ok(_)) => panic!("expected a failure, got a value"),
+        None => panic!("expected a result, the Deferred has none: {d:?}"),
+    }
+}
+
+/// Twisted's `assertNoResult`.
+pub fn assert_no_result<T: Send + 'static>(d: &Deferred<T>) {
+    assert!(d.try_take().is_none(), "expected no result: {d:?}");
+}
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+#[error("generic error: {0}")]
+pub struct GenericError(pub String);
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+#[error("other error")]
+pub struct OtherError;
