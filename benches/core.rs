@@ -2,6 +2,9 @@
 //! anchor (`anchor`) in the same run. See `BENCHMARKS.md` for the targets and
 //! `benches/report.py` for the tables.
 
+// `criterion_group!` generates an undocumented `pub fn`.
+#![allow(missing_docs)]
+
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::Pin;

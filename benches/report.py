@@ -5,6 +5,13 @@
     python3 benches/twisted_bench.py    # optional: the Twisted column
     python3 benches/report.py           # Markdown on stdout
 
+On a shared, noisy machine, run the benches several times into criterion
+baselines and let the report take, per group, the median over the runs of
+each side's median and of the ratio (the range of the ratio is shown):
+
+    for i in 1 2 3; do cargo bench --bench core -- --save-baseline run$i; done
+    python3 benches/report.py run1 run2 run3
+
 Each criterion group pairs `<group>/ours[/<param>]` with
 `<group>/anchor[/<param>]`. With a throughput (elements), times are also
 given per element, and the ratio is per element. Targets live in TARGETS:
@@ -13,6 +20,7 @@ a new group (gather, locks, queue, ...) adds one line there.
 
 import json
 import os
+import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CRITERION = os.path.join(ROOT, "target", "criterion")
@@ -57,10 +65,10 @@ def fmt_ns(ns):
     return f"{ns:.1f} ns"
 
 
-def load():
+def load(baseline="new"):
     groups = {}
     for dirpath, _dirs, files in os.walk(CRITERION):
-        if os.path.basename(dirpath) != "new" or "estimates.json" not in files:
+        if os.path.basename(dirpath) != baseline or "estimates.json" not in files:
             continue
         with open(os.path.join(dirpath, "benchmark.json")) as f:
             meta = json.load(f)
@@ -79,8 +87,36 @@ def load():
     return groups
 
 
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+def merge(runs):
+    """One `groups` from several runs: each side's median is the median over
+    the runs; `ratios` keeps every run's ratio (per element if needed)."""
+    out = {}
+    for name in set().union(*runs):
+        sides = [r[name] for r in runs if name in r and {"ours", "anchor"} <= r[name].keys()]
+        if not sides:
+            continue
+        g = {}
+        for side in ("ours", "anchor"):
+            g[side] = dict(sides[0][side])
+            g[side]["median"] = median([s[side]["median"] for s in sides])
+        g["ratios"] = [
+            (s["ours"]["median"] / (s["ours"]["elems"] or 1))
+            / (s["anchor"]["median"] / (s["anchor"]["elems"] or 1))
+            for s in sides
+        ]
+        out[name] = g
+    return out
+
+
 def main():
-    groups = load()
+    baselines = sys.argv[1:] or ["new"]
+    groups = merge([load(b) for b in baselines])
     twisted = {}
     if os.path.exists(TWISTED):
         with open(TWISTED) as f:
@@ -101,7 +137,7 @@ def main():
         else:
             on, an = o["median"], a["median"]
             os_, as_ = fmt_ns(on), fmt_ns(an)
-        ratio = on / an
+        ratio = median(g["ratios"])
         max_ratio, extra, desc = TARGETS.get(name, (None, None, "—"))
         ok = None if max_ratio is None else ratio <= max_ratio
         tw = "—"
@@ -113,7 +149,10 @@ def main():
         if extra and extra[0] == "max_ns_per_elem":
             ok = (ok is not False) and on <= extra[1]
         res = "—" if ok is None else ("pass" if ok else "**MISS**")
-        print(f"| {name} | {os_} | {as_} | {ratio:.2f}x | {tw} | {desc} | {res} |")
+        spread = ""
+        if len(g["ratios"]) > 1:
+            spread = f" ({min(g['ratios']):.2f}–{max(g['ratios']):.2f})"
+        print(f"| {name} | {os_} | {as_} | {ratio:.2f}x{spread} | {tw} | {desc} | {res} |")
     # The marginal cost per callback, from the 10- and 100-callback chains.
     if all(k in groups and {"ours", "anchor"} <= groups[k].keys() for k in ("chain_10", "chain_100")):
         o = (groups["chain_100"]["ours"]["median"] - groups["chain_10"]["ours"]["median"]) / 90
@@ -122,6 +161,8 @@ def main():
             f"| chain, marginal per callback (100 − 10) / 90 | {fmt_ns(o)} | {fmt_ns(a)} | "
             f"{o / a:.2f}x | — | ≤ 1.3x | {'pass' if o / a <= 1.3 else '**MISS**'} |"
         )
+    print()
+    print(f"Runs: {', '.join(baselines)}; ratio = median over the runs (min–max).")
     if twisted:
         print()
         print(f"Twisted {twisted['twisted']} on CPython {twisted['python']} (`benches/twisted_bench.py`).")
