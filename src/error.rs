@@ -134,3 +134,226 @@ pub struct TimeoutError {
     /// How long was waited.
     pub timeout: std::time::Duration,
 }
+
+// ---------------------------------------------------------------------------
+// Composition: DeferredList, gather_results, race, DeferredLock,
+// DeferredSemaphore, DeferredQueue.
+// ---------------------------------------------------------------------------
+
+/// The first failure among the inputs of a
+/// [`DeferredList`](crate::DeferredList) with
+/// [`fire_on_one_errback`](crate::DeferredList::fire_on_one_errback), or of
+/// [`gather_results`](crate::gather_results) (Twisted's `FirstError`).
+///
+/// `failure` is the input's own [`Failure`](crate::Failure) (Twisted's
+/// `subFailure`). Two `FirstError`s are equal when they have the same index
+/// and share the same failure object, as in Twisted.
+///
+/// ```
+/// use tokio_deferred::{fail, gather_results, succeed, FirstError, Failure};
+///
+/// let d = gather_results([succeed(1), fail(Failure::msg("no disk"))]);
+/// let failure = d.try_take().unwrap().unwrap_err();
+/// let first = failure.downcast_ref::<FirstError>().unwrap();
+/// assert_eq!(first.index, 1);
+/// assert_eq!(first.failure.to_string(), "no disk");
+/// // Or get the input's failure back directly (Twisted #4627):
+/// assert_eq!(FirstError::unwrap_failure(failure).to_string(), "no disk");
+/// ```
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct FirstError {
+    /// The position of the failed input.
+    pub index: usize,
+    /// The input's failure.
+    pub failure: crate::Failure,
+}
+
+impl FirstError {
+    /// A new `FirstError` for input `index`.
+    pub fn new(index: usize, failure: crate::Failure) -> Self {
+        FirstError { index, failure }
+    }
+
+    /// The input's own failure when `failure` wraps a `FirstError`, else
+    /// `failure` unchanged. Use it in an errback to see the original error:
+    /// `.add_errback(|f| Err(FirstError::unwrap_failure(f)))`.
+    pub fn unwrap_failure(failure: crate::Failure) -> crate::Failure {
+        match failure.downcast_ref::<FirstError>() {
+            Some(first) => first.failure.clone(),
+            None => failure,
+        }
+    }
+}
+
+impl fmt::Debug for FirstError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FirstError[#{}, {:?}]", self.index, self.failure)
+    }
+}
+
+impl fmt::Display for FirstError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "input #{} failed first: {}", self.index, self.failure)
+    }
+}
+
+impl PartialEq for FirstError {
+    fn eq(&self, other: &Self) -> bool {
+        self.index == other.index && self.failure.ptr_eq(&other.failure)
+    }
+}
+
+impl std::error::Error for FirstError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.failure.error())
+    }
+}
+
+/// Every input failed: the failure of a [`race`](crate::race) (and of
+/// [`DeferredList::first_success`](crate::DeferredList::first_success)) in
+/// which no input succeeded (Twisted's `FailureGroup`). The failures are in
+/// input order. With no inputs at all it holds no failures.
+///
+/// ```
+/// use tokio_deferred::{fail, race, Failure, FailureGroup};
+///
+/// let d = race([fail::<u8>(Failure::msg("a")), fail(Failure::msg("b"))]);
+/// let failure = d.try_take().unwrap().unwrap_err();
+/// let group = failure.downcast_ref::<FailureGroup>().unwrap();
+/// let messages: Vec<String> = group.failures.iter().map(|f| f.to_string()).collect();
+/// assert_eq!(messages, ["a", "b"]);
+/// ```
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct FailureGroup {
+    /// One failure per input, in input order.
+    pub failures: Vec<crate::Failure>,
+}
+
+impl FailureGroup {
+    /// A group of failures, in input order.
+    pub fn new(failures: Vec<crate::Failure>) -> Self {
+        FailureGroup { failures }
+    }
+}
+
+impl fmt::Debug for FailureGroup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("FailureGroup").field(&self.failures).finish()
+    }
+}
+
+impl fmt::Display for FailureGroup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.failures.first() {
+            None => {
+                f.write_str("there were no inputs, so none succeeded; pass at least one Deferred")
+            }
+            Some(first) => write!(
+                f,
+                "all {} inputs failed (the first with: {first})",
+                self.failures.len()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for FailureGroup {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.failures
+            .first()
+            .map(|f| f.error() as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// [`DeferredLock::release`](crate::DeferredLock::release) was called on a
+/// lock that is not locked (Twisted asserts "Tried to release an unlocked
+/// lock").
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("tried to release an unlocked DeferredLock; call release() once per acquire()")]
+#[non_exhaustive]
+pub struct LockNotHeldError {}
+
+/// [`DeferredSemaphore::release`](crate::DeferredSemaphore::release) was
+/// called more often than `acquire` (Twisted asserts "Someone released me
+/// too many times: too many tokens!").
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "released a DeferredSemaphore too many times (all {limit} tokens are already free); \
+     call release() once per acquire()"
+)]
+#[non_exhaustive]
+pub struct TooManyReleasesError {
+    /// The semaphore's number of tokens.
+    pub limit: usize,
+}
+
+/// [`DeferredSemaphore::new`](crate::DeferredSemaphore::new) was given no
+/// tokens (Twisted raises `ValueError("DeferredSemaphore requires tokens >= 1")`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a DeferredSemaphore needs at least 1 token, got 0; use DeferredSemaphore::new(1) or more")]
+#[non_exhaustive]
+pub struct InvalidTokensError {}
+
+/// [`DeferredQueue::put`](crate::DeferredQueue::put) found the queue full
+/// and nobody waiting (Twisted's `QueueOverflow`). The value is given back.
+pub struct QueueOverflow<T> {
+    value: T,
+    size: usize,
+}
+
+impl<T> QueueOverflow<T> {
+    pub(crate) fn new(value: T, size: usize) -> Self {
+        QueueOverflow { value, size }
+    }
+
+    /// The value that was not queued.
+    pub fn into_inner(self) -> T {
+        self.value
+    }
+
+    /// A reference to the value that was not queued.
+    pub fn value(&self) -> &T {
+        &self.value
+    }
+
+    /// The queue's size limit.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+}
+
+impl<T> fmt::Debug for QueueOverflow<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueueOverflow")
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> fmt::Display for QueueOverflow<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the DeferredQueue is full ({} values pending) and nobody is waiting; \
+             get() values first or make the queue larger",
+            self.size
+        )
+    }
+}
+
+impl<T> std::error::Error for QueueOverflow<T> {}
+
+/// [`DeferredQueue::get`](crate::DeferredQueue::get) found the queue empty
+/// and the backlog of waiting `get`s full (Twisted's `QueueUnderflow`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the DeferredQueue is empty and {backlog} get() calls are already waiting; \
+     put() values first or allow a larger backlog"
+)]
+#[non_exhaustive]
+pub struct QueueUnderflow {
+    /// The queue's backlog limit.
+    pub backlog: usize,
+}

@@ -44,10 +44,16 @@
 //! | `succeed(v)` / `fail(f)` | [`succeed`] / [`fail`] |
 //! | `maybeDeferred(f)` / `execute(f)` | [`maybe_deferred`] / [`execute`] |
 //! | `ensureDeferred(coro)` | [`ensure_deferred`], [`Deferred::from_future`] |
+//! | `@inlineCallbacks`, `returnValue(v)` | `#[inline_callbacks]` on an `async fn`, [`return_value!`] (or `return Ok(v)`) |
 //! | `passthru` / `logError` | [`pass_through`] / [`log_error`] |
 //! | `setDebugging` / `getDebugging` | [`set_debugging`] / [`is_debugging`] |
 //! | `Failure`, `f.trap(E)`, `f.check(E)` | [`Failure`], [`Failure::trap`], [`Failure::is`] |
 //! | `AlreadyCalledError`, `CancelledError` | [`AlreadyCalledError`], [`CancelledError`] |
+//! | `DeferredList(ds)` | [`DeferredList::new`]`(ds).all()` (options: [`DeferredList::fire_on_one_errback`], [`DeferredList::consume_errors`], [`DeferredList::first_success`]) |
+//! | `gatherResults(ds)` / `FirstError` | [`gather_results`], [`Gather`], [`gather2`], [`gather3`] / [`FirstError`] |
+//! | `race(ds)` / `FailureGroup` | [`race`] / [`FailureGroup`] |
+//! | `DeferredLock`, `DeferredSemaphore` | [`DeferredLock`], [`DeferredSemaphore`] (plus RAII guards) |
+//! | `DeferredQueue`, `QueueOverflow`, `QueueUnderflow` | [`DeferredQueue`], [`QueueOverflow`], [`QueueUnderflow`] |
 //!
 //! # Where Rust does better
 //!
@@ -63,7 +69,9 @@
 //!   Deferred may be fired in one thread while callbacks are added in another.
 //!   No lock is held while user code runs.
 //!
-//! See `DESIGN.md` for how the state machine works.
+//! See `MIGRATING.md` for every Twisted name and a step-by-step path from
+//! callback chains to `async`/`await`, and `DESIGN.md` for how the state
+//! machine works.
 
 #![forbid(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
@@ -74,8 +82,14 @@ mod error;
 mod failure;
 mod functions;
 pub mod future;
+mod inline_callbacks;
+pub mod list;
+mod lock;
 mod loom;
+mod permits;
+mod queue;
 mod resolver;
+mod semaphore;
 mod state;
 
 pub use debug::{is_debugging, set_debugging};
@@ -84,9 +98,145 @@ pub use error::{
     AlreadyCalledError, CancelledError, ChainedToSelfError, NoRuntimeError, ResolverDroppedError,
     ResultTakenError, TimeoutError,
 };
+pub use error::{
+    FailureGroup, FirstError, InvalidTokensError, LockNotHeldError, QueueOverflow, QueueUnderflow,
+    TooManyReleasesError,
+};
 pub use failure::{Failure, FailureError, MessageError, PanicError};
 pub use functions::{execute, fail, log_error, maybe_deferred, pass_through, succeed};
 pub use future::ensure_deferred;
+pub use list::{DeferredList, Gather, gather_results, gather2, gather3, race};
+pub use lock::{DeferredLock, DeferredLockGuard};
+pub use queue::DeferredQueue;
 pub use resolver::Resolver;
+pub use semaphore::{DeferredSemaphore, DeferredSemaphoreGuard};
 #[doc(hidden)]
 pub use state::Outcome;
+
+#[doc(hidden)]
+pub use inline_callbacks::private as __private;
+
+/// Twisted's `@inlineCallbacks`: turns an `async fn` returning
+/// `Result<T, E>` (with `E: Into<Failure>`) into a plain `fn` with the same
+/// parameters that returns a [`Deferred<T>`](Deferred), already started.
+///
+/// ```
+/// use tokio_deferred::{inline_callbacks, return_value, Deferred, Failure};
+///
+/// #[inline_callbacks]
+/// async fn thingummy(request: Deferred<String>) -> Result<String, Failure> {
+///     let thing = request.await?; // Twisted: thing = yield request
+///     if thing == "I love Twisted" {
+///         return_value!("TWISTED IS GREAT!".to_owned()); // or: return Ok(..)
+///     }
+///     Err(Failure::msg("DESTROY ALL LIFE"))
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let (request, resolver) = Deferred::new();
+/// let d: Deferred<String> = thingummy(request); // a plain fn call
+/// assert!(!d.is_called()); // suspended at `request.await`
+/// resolver.callback("I love Twisted".to_owned()).unwrap();
+/// assert_eq!(d.await.unwrap(), "TWISTED IS GREAT!");
+/// # }
+/// ```
+///
+/// # How it runs
+///
+/// Exactly like [`ensure_deferred`] of the body: the body runs at once,
+/// inline, up to its first `.await` that has to wait (as Twisted runs the
+/// generator up to its first `yield` of an unfired Deferred), so a body that
+/// never waits returns an already-fired Deferred and needs no runtime.
+/// After that it goes on as a task on the current Tokio runtime; with no
+/// runtime the Deferred fails with [`NoRuntimeError`]. `return Ok(v)` (or
+/// [`return_value!(v)`](return_value)) fires it with `v`; an error (`Err`,
+/// `?`) or a panic fails it.
+///
+/// # Parameters and lifetimes
+///
+/// The Deferred lives on after the call returns, so the body is a
+/// `Send + 'static` future, like a spawned task, and must own what it uses:
+///
+/// * **Owned parameters** (`String`, `Vec<u8>`, `Deferred<T>`, patterns such
+///   as `(a, b): (u32, u32)`) are moved into the body and dropped when it
+///   ends, as in an `async fn`.
+/// * **`&self`** (or `self: &Self`): `self` is **cloned** into the body, so
+///   `Self` must be `Clone + Send + Sync + 'static`. Write such methods on a
+///   cheap handle (`#[derive(Clone)]` with the shared state behind `Arc`),
+///   the Rust counterpart of Python's shared `self`. State kept in plain
+///   fields of the clone (a `Cell`, a counter) is not shared with the
+///   original: keep it behind `Arc`.
+/// * **`self`, `mut self`, `self: Arc<Self>`** are moved in, with no clone.
+/// * **Borrowed parameters** (`&str`, `&[T]`, `&T`, `&mut self`, types with a
+///   lifetime other than `'static`) are a compile error that says which
+///   owned type to take instead.
+/// * Generic parameters must be `Send + 'static` (the compiler says which
+///   bound to add).
+///
+/// Doc comments and other attributes stay on the function; it works on free
+/// functions, inherent and trait-impl methods, generics and `where` clauses.
+/// The attribute takes no arguments. The return type may be `Result<T, E>`,
+/// any path ending in `Result<T, ..>` (`io::Result<T>`), or an alias of a
+/// `Result`.
+///
+/// # Cancellation
+///
+/// Cancelling the Deferred is cooperative, as for [`ensure_deferred`] and in
+/// Twisted: the Deferred the body is awaiting is cancelled, its `.await`
+/// returns the failure (a [`CancelledError`] unless its canceller chose
+/// another), and the body decides: let it propagate with `?` (the Deferred
+/// fails with it), translate it, or catch it and return a value or go on.
+/// Cancellation cascades through nested `#[inline_callbacks]` calls, since
+/// each awaits the next one's Deferred. One difference: the body resumes on
+/// the runtime, not inside `cancel()`, so the Deferred fires a little later.
+///
+/// ```
+/// use tokio_deferred::{inline_callbacks, CancelledError, Deferred, Failure};
+///
+/// #[inline_callbacks]
+/// async fn patient(child: Deferred<u32>) -> Result<u32, Failure> {
+///     match child.await {
+///         Err(f) if f.is::<CancelledError>() => Ok(0), // cancelled: give 0
+///         other => other,
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let (child, _resolver) = Deferred::new();
+/// let d = patient(child);
+/// d.cancel();
+/// assert_eq!(d.await.unwrap(), 0);
+/// # }
+/// ```
+///
+/// # The function form
+///
+/// For a closure or a block, call [`ensure_deferred`] on an `async` block,
+/// which is what the attribute expands to:
+///
+/// ```
+/// use tokio_deferred::{ensure_deferred, succeed, Failure};
+///
+/// let d = succeed(20).add_callback(|n| {
+///     ensure_deferred(async move {
+///         let m = succeed(1).await?;
+///         Ok::<_, Failure>(n + m + 21)
+///     })
+/// });
+/// assert_eq!(d.try_take().unwrap().unwrap(), 42);
+/// ```
+///
+/// # Compile errors
+///
+/// The attribute rejects, with an error at the offending token: a function
+/// that is not `async`, one with no return type or a return type that is not
+/// a `Result`, and borrowed parameters (see above).
+///
+/// ```compile_fail
+/// #[tokio_deferred::inline_callbacks]
+/// fn not_async() -> Result<u32, tokio_deferred::Failure> { Ok(1) }
+/// ```
+#[cfg(feature = "macros")]
+pub use tokio_deferred_macros::inline_callbacks;

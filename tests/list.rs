@@ -1,0 +1,721 @@
+//! DeferredList, gather_results, gather2/3, race, FirstError, FailureGroup.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio_deferred::{
+    CancelledError, Deferred, DeferredList, Failure, FailureGroup, FirstError, Gather,
+    MessageError, PanicError, Resolver, fail, gather_results, gather2, gather3, race, succeed,
+};
+
+#[derive(Debug, thiserror::Error)]
+#[error("generic error: {0}")]
+struct GenericError(&'static str);
+
+/// Runs `f` with a subscriber that counts the unhandled-error events it
+/// emits on this thread.
+fn count_unhandled<R>(f: impl FnOnce() -> R) -> (R, usize) {
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buf {
+        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(data);
+            Ok(data.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let r = tracing::subscriber::with_default(subscriber, f);
+    let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    (r, text.matches("Unhandled error in Deferred").count())
+}
+
+/// A Deferred whose canceller counts its calls (and optionally fires it).
+fn counted<T: Send + 'static>(
+    on_cancel: impl Fn(&Resolver<T>) + Send + 'static,
+) -> (Deferred<T>, Resolver<T>, Arc<AtomicUsize>) {
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    let (d, r) = Deferred::with_canceller(move |r| {
+        c.fetch_add(1, Ordering::SeqCst);
+        on_cancel(r)
+    });
+    (d, r, count)
+}
+
+fn is_cancelled<T>(r: &Result<T, Failure>) -> bool {
+    matches!(r, Err(f) if f.is::<CancelledError>())
+}
+
+// --- DeferredList -----------------------------------------------------------
+
+// Twisted: test_defer.py DeferredListTests.testDeferredList
+#[test]
+fn list_reports_every_outcome_in_input_order() {
+    let (d1, r1) = Deferred::<&str>::new();
+    let (d2, r2) = Deferred::<&str>::new();
+    let (d3, r3) = Deferred::<&str>::new();
+    let dl = DeferredList::new([d1, d2, d3]).consume_errors().all();
+    r1.callback("1").unwrap();
+    assert!(!dl.is_called());
+    r2.errback(GenericError("2")).unwrap();
+    assert!(!dl.is_called());
+    r3.callback("3").unwrap();
+    let out = dl.try_take().unwrap().unwrap();
+    assert_eq!(out.len(), 3);
+    assert_eq!(*out[0].as_ref().unwrap(), "1");
+    assert_eq!(
+        out[1]
+            .as_ref()
+            .unwrap_err()
+            .downcast_ref::<GenericError>()
+            .unwrap()
+            .0,
+        "2"
+    );
+    assert_eq!(*out[2].as_ref().unwrap(), "3");
+}
+
+#[test]
+fn list_keeps_input_order_when_inputs_fire_in_reverse() {
+    let (ds, rs): (Vec<_>, Vec<_>) = (0..5).map(|_| Deferred::<usize>::new()).unzip();
+    let dl = DeferredList::new(ds).all();
+    for (i, r) in rs.iter().enumerate().rev() {
+        r.callback(i * 10).unwrap();
+    }
+    let out: Vec<usize> = dl
+        .try_take()
+        .unwrap()
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(out, [0, 10, 20, 30, 40]);
+}
+
+// Twisted: test_defer.py DeferredListTests.testEmptyDeferredList,
+// DeferredListEmptyTests.testDeferredListEmpty
+#[test]
+fn empty_list_fires_at_once() {
+    let dl = DeferredList::<u8>::new([]).all();
+    assert!(dl.try_take().unwrap().unwrap().is_empty());
+}
+
+// Twisted: test_defer.py DeferredListTests.testEmptyDeferredList (the
+// fireOnOneCallback half). Twisted never fires; we fail at once with an
+// empty FailureGroup (documented decision).
+#[test]
+fn empty_first_success_fails_at_once_with_empty_failure_group() {
+    let d = DeferredList::<u8>::new(Vec::new()).first_success();
+    let failure = d.try_take().unwrap().unwrap_err();
+    assert!(
+        failure
+            .downcast_ref::<FailureGroup>()
+            .unwrap()
+            .failures
+            .is_empty()
+    );
+}
+
+// Twisted: test_defer.py DeferredListTests.testDeferredListFireOnOneError
+#[test]
+fn fire_on_one_errback_fails_with_first_error() {
+    let (d1, r1) = Deferred::<&str>::new();
+    let (d2, r2) = Deferred::<&str>::new();
+    let (d3, _r3) = Deferred::<&str>::new();
+    let dl = DeferredList::new([d1, d2, d3])
+        .fire_on_one_errback()
+        .consume_errors()
+        .all();
+    r1.callback("1").unwrap();
+    assert!(!dl.is_called());
+    r2.errback(GenericError("from def2")).unwrap();
+    let failure = dl.try_take().unwrap().unwrap_err();
+    let first = failure.downcast_ref::<FirstError>().unwrap();
+    assert_eq!(first.index, 1);
+    assert_eq!(
+        first.failure.downcast_ref::<GenericError>().unwrap().0,
+        "from def2"
+    );
+}
+
+// Twisted: test_defer.py DeferredListTests.testDeferredListDontConsumeErrors
+#[test]
+fn failures_not_consumed_go_on_and_are_reported_unhandled() {
+    let ((), unhandled) = count_unhandled(|| {
+        let (d1, r1) = Deferred::<u8>::new();
+        let dl = DeferredList::new([d1]).all();
+        r1.errback(GenericError("Bang")).unwrap();
+        let out = dl.try_take().unwrap().unwrap();
+        assert_eq!(
+            out[0]
+                .as_ref()
+                .unwrap_err()
+                .downcast_ref::<GenericError>()
+                .unwrap()
+                .0,
+            "Bang"
+        );
+    });
+    assert_eq!(unhandled, 1);
+}
+
+// Twisted: test_defer.py DeferredListTests.testDeferredListConsumeErrors
+#[test]
+fn consumed_failures_are_not_reported() {
+    let ((), unhandled) = count_unhandled(|| {
+        let (d1, r1) = Deferred::<u8>::new();
+        let dl = DeferredList::new([d1]).consume_errors().all();
+        r1.errback(GenericError("Bang")).unwrap();
+        let out = dl.try_take().unwrap().unwrap();
+        assert!(out[0].as_ref().unwrap_err().is::<GenericError>());
+    });
+    assert_eq!(unhandled, 0);
+}
+
+// Twisted: test_defer.py DeferredListTests.testDeferredListFireOnOneErrorWithAlreadyFiredDeferreds
+#[test]
+fn fire_on_one_errback_with_already_failed_input_fails_during_construction() {
+    let d1 = fail::<u8>(GenericError("Bang"));
+    let (d2, _r2) = Deferred::<u8>::new();
+    let dl = DeferredList::new([d1, d2])
+        .fire_on_one_errback()
+        .consume_errors()
+        .all();
+    let failure = dl.try_take().unwrap().unwrap_err();
+    assert_eq!(failure.downcast_ref::<FirstError>().unwrap().index, 0);
+}
+
+// Twisted: test_defer.py DeferredListTests.testDeferredListWithAlreadyFiredDeferreds
+#[test]
+fn already_fired_inputs_fire_the_list_during_construction() {
+    let dl = DeferredList::new([fail::<u8>(GenericError("Bang")), succeed(2)])
+        .consume_errors()
+        .all();
+    let out = dl.try_take().unwrap().unwrap();
+    assert!(out[0].is_err());
+    assert_eq!(*out[1].as_ref().unwrap(), 2);
+}
+
+// Twisted: test_defer.py DeferredListTests.test_cancelDeferredList
+#[test]
+fn cancelling_the_list_cancels_every_input() {
+    let (d1, _r1, c1) = counted::<u8>(|_| {});
+    let (d2, _r2, c2) = counted::<u8>(|_| {});
+    let dl = DeferredList::new([d1, d2]).consume_errors().all();
+    dl.cancel();
+    assert_eq!(
+        (c1.load(Ordering::SeqCst), c2.load(Ordering::SeqCst)),
+        (1, 1)
+    );
+    let out = dl.try_take().unwrap().unwrap();
+    assert!(out.iter().all(is_cancelled));
+}
+
+// Twisted: test_defer.py DeferredListTests.test_cancelDeferredListWithFireOnOneCallback
+#[test]
+fn cancelling_first_success_fails_with_group_of_cancellations() {
+    let (d1, _r1) = Deferred::<u8>::new();
+    let (d2, _r2) = Deferred::<u8>::new();
+    let dl = DeferredList::new([d1, d2]).consume_errors().first_success();
+    dl.cancel();
+    let failure = dl.try_take().unwrap().unwrap_err();
+    let group = failure.downcast_ref::<FailureGroup>().unwrap();
+    assert_eq!(group.failures.len(), 2);
+    assert!(group.failures.iter().all(|f| f.is::<CancelledError>()));
+}
+
+// Twisted: test_defer.py DeferredListTests.test_cancelDeferredListWithFireOnOneErrback
+#[test]
+fn cancelling_fire_on_one_errback_list_fails_with_first_error_of_cancellation() {
+    let (d1, _r1) = Deferred::<u8>::new();
+    let (d2, _r2) = Deferred::<u8>::new();
+    let dl = DeferredList::new([d1, d2])
+        .fire_on_one_errback()
+        .consume_errors()
+        .all();
+    dl.cancel();
+    let failure = dl.try_take().unwrap().unwrap_err();
+    let first = failure.downcast_ref::<FirstError>().unwrap();
+    assert_eq!(first.index, 0);
+    assert!(first.failure.is::<CancelledError>());
+}
+
+// Twisted: test_defer.py DeferredListTests.test_cancelDeferredListCallback
+#[test]
+fn cancel_with_a_canceller_that_calls_back_records_its_value() {
+    let (d1, _r1, _) = counted::<&str>(|r| r.callback("Callback Result").unwrap());
+    let (d2, _r2) = Deferred::<&str>::new();
+    let dl = DeferredList::new([d1, d2]).consume_errors().all();
+    dl.cancel();
+    let out = dl.try_take().unwrap().unwrap();
+    assert_eq!(*out[0].as_ref().unwrap(), "Callback Result");
+    assert!(is_cancelled(&out[1]));
+}
+
+// Twisted: test_defer.py DeferredListTests.test_cancelDeferredListWithFireOnOneCallbackAndDeferredCallback
+#[test]
+fn cancel_first_success_with_a_canceller_that_calls_back() {
+    let (d1, _r1, _) = counted::<&str>(|r| r.callback("Callback Result").unwrap());
+    let (d2, _r2) = Deferred::<&str>::new();
+    let dl = DeferredList::new([d1, d2]).consume_errors().first_success();
+    dl.cancel();
+    assert_eq!(dl.try_take().unwrap().unwrap(), ("Callback Result", 0));
+}
+
+// Twisted: test_defer.py DeferredListTests.test_cancelDeferredListWithFireOnOneErrbackAllDeferredsCallback
+#[test]
+fn cancel_fire_on_one_errback_when_every_canceller_calls_back() {
+    let (d1, _r1, _) = counted::<&str>(|r| r.callback("Callback Result").unwrap());
+    let (d2, _r2, _) = counted::<&str>(|r| r.callback("Callback Result").unwrap());
+    let dl = DeferredList::new([d1, d2]).fire_on_one_errback().all();
+    dl.cancel();
+    let out: Vec<&str> = dl
+        .try_take()
+        .unwrap()
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(out, ["Callback Result", "Callback Result"]);
+}
+
+// Twisted's test_cancelDeferredListWithOriginalDeferreds (appending to the
+// input list after construction) has no Rust counterpart: the list takes its
+// inputs by value.
+
+// Twisted: test_defer.py DeferredListTests.test_cancelDeferredListWithException
+#[test]
+fn a_panicking_canceller_does_not_stop_the_others() {
+    let (d1, _r1, c1) = counted::<u8>(|_| panic!("canceller broke"));
+    let (d2, _r2, c2) = counted::<u8>(|_| {});
+    let (d3, _r3, c3) = counted::<u8>(|_| {});
+    let dl = DeferredList::new([d1, d2, d3]).consume_errors().all();
+    dl.cancel();
+    let counts = [&c1, &c2, &c3].map(|c| c.load(Ordering::SeqCst));
+    assert_eq!(counts, [1, 1, 1]);
+    let out = dl.try_take().unwrap().unwrap();
+    assert!(out[0].as_ref().unwrap_err().is::<PanicError>());
+    assert!(is_cancelled(&out[1]));
+    assert!(is_cancelled(&out[2]));
+}
+
+// Twisted: test_defer.py DeferredListTests.test_cancelFiredOnOneCallbackDeferredList
+// and test_cancelFiredOnOneErrbackDeferredList
+#[test]
+fn cancelling_a_list_that_already_fired_does_nothing() {
+    let (d1, r1, c1) = counted::<u8>(|_| {});
+    let (d2, _r2, c2) = counted::<u8>(|_| {});
+    let dl = DeferredList::new([d1, d2]).first_success();
+    r1.callback(1).unwrap();
+    dl.cancel();
+    assert_eq!(c2.load(Ordering::SeqCst), 0);
+    assert_eq!(dl.try_take().unwrap().unwrap(), (1, 0));
+
+    let (d1, r1) = Deferred::<u8>::new();
+    let (d2, _r2, c2b) = counted::<u8>(|_| {});
+    let dl = DeferredList::new([d1, d2])
+        .fire_on_one_errback()
+        .consume_errors()
+        .all();
+    r1.errback(GenericError("x")).unwrap();
+    dl.cancel();
+    assert_eq!(c2b.load(Ordering::SeqCst), 0);
+    assert!(dl.try_take().unwrap().unwrap_err().is::<FirstError>());
+    assert_eq!(c1.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn first_success_with_every_input_failed_gives_failure_group_in_input_order() {
+    let (d1, r1) = Deferred::<u8>::new();
+    let (d2, r2) = Deferred::<u8>::new();
+    let dl = DeferredList::new([d1, d2]).consume_errors().first_success();
+    r2.errback(Failure::msg("second")).unwrap();
+    r1.errback(Failure::msg("first")).unwrap();
+    let failure = dl.try_take().unwrap().unwrap_err();
+    let msgs: Vec<String> = failure
+        .downcast_ref::<FailureGroup>()
+        .unwrap()
+        .failures
+        .iter()
+        .map(|f| f.to_string())
+        .collect();
+    assert_eq!(msgs, ["first", "second"]);
+}
+
+#[test]
+fn late_results_are_dropped_outside_the_lists_lock() {
+    // A late value whose destructor fires another input of the same list:
+    // it must not deadlock on the list's state.
+    struct FiresOnDrop(Option<Resolver<FiresOnDrop>>);
+    impl Drop for FiresOnDrop {
+        fn drop(&mut self) {
+            if let Some(r) = self.0.take() {
+                let _ = r.callback(FiresOnDrop(None));
+            }
+        }
+    }
+    let (d0, r0) = Deferred::<FiresOnDrop>::new();
+    let (d1, r1) = Deferred::<FiresOnDrop>::new();
+    let (d2, r2) = Deferred::<FiresOnDrop>::new();
+    let dl = DeferredList::new([d0, d1, d2]).first_success();
+    r0.callback(FiresOnDrop(None)).unwrap();
+    assert!(dl.is_called());
+    r1.callback(FiresOnDrop(Some(r2.clone()))).unwrap();
+    assert!(r2.is_called());
+    assert_eq!(dl.try_take().unwrap().unwrap().1, 0);
+}
+
+#[test]
+fn inputs_fired_from_many_threads_fire_the_list_once() {
+    const THREADS: usize = 8;
+    const PER: usize = 200;
+    let (ds, rs): (Vec<_>, Vec<_>) = (0..THREADS * PER).map(|_| Deferred::<usize>::new()).unzip();
+    let fired = Arc::new(AtomicUsize::new(0));
+    let f = fired.clone();
+    let dl = DeferredList::new(ds).all().add_callback(move |v| {
+        f.fetch_add(1, Ordering::SeqCst);
+        Ok(v)
+    });
+    let mut chunks: Vec<Vec<(usize, Resolver<usize>)>> = (0..THREADS).map(|_| Vec::new()).collect();
+    for (i, r) in rs.into_iter().enumerate() {
+        chunks[i % THREADS].push((i, r));
+    }
+    std::thread::scope(|s| {
+        for chunk in chunks {
+            s.spawn(move || {
+                for (i, r) in chunk {
+                    r.callback(i).unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(fired.load(Ordering::SeqCst), 1);
+    let out: Vec<usize> = dl
+        .try_take()
+        .unwrap()
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(out, (0..THREADS * PER).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn list_is_awaitable() {
+    let (d, r) = Deferred::<u8>::new();
+    let dl = DeferredList::new([d, succeed(2)]).all();
+    tokio::spawn(async move { r.callback(1).unwrap() });
+    let out: Vec<u8> = dl.await.unwrap().into_iter().map(Result::unwrap).collect();
+    assert_eq!(out, [1, 2]);
+}
+
+// --- gather_results ---------------------------------------------------------
+
+// Twisted: test_defer.py DeferredTests.test_gatherResults
+#[test]
+fn gather_results_values_in_order_or_first_error() {
+    let d = gather_results([succeed(1), succeed(2)]);
+    assert_eq!(d.try_take().unwrap().unwrap(), [1, 2]);
+
+    let ((), unhandled) = count_unhandled(|| {
+        let d = gather_results([succeed(1), fail(GenericError("value"))]);
+        let failure = d.try_take().unwrap().unwrap_err();
+        let first = failure.downcast_ref::<FirstError>().unwrap();
+        assert_eq!(first.index, 1);
+        assert!(first.failure.is::<GenericError>());
+    });
+    // Not consumed (Twisted's default): the failure also went on down the
+    // input's own chain, where nobody handled it.
+    assert_eq!(unhandled, 1);
+}
+
+// Twisted: test_defer.py DeferredTests.test_gatherResultsWithConsumeErrors
+#[test]
+fn gather_with_consume_errors_reports_nothing_unhandled() {
+    let ((), unhandled) = count_unhandled(|| {
+        let d = Gather::new([succeed(1), fail(GenericError("oh noes"))])
+            .consume_errors()
+            .into_deferred();
+        let failure = d.try_take().unwrap().unwrap_err();
+        let first = failure.downcast_ref::<FirstError>().unwrap();
+        assert_eq!(
+            first.failure.downcast_ref::<GenericError>().unwrap().0,
+            "oh noes"
+        );
+    });
+    assert_eq!(unhandled, 0);
+}
+
+#[test]
+fn gather_of_nothing_is_an_empty_vec_at_once() {
+    let d = gather_results(Vec::<Deferred<u8>>::new());
+    assert_eq!(d.try_take().unwrap().unwrap(), Vec::<u8>::new());
+}
+
+// Twisted #4627: the original failure instead of FirstError.
+#[test]
+fn gather_can_fail_with_the_original_failure() {
+    let (d1, _r1) = Deferred::<u8>::new();
+    let (d2, r2) = Deferred::<u8>::new();
+    let d = Gather::new([d1, d2])
+        .original_failure()
+        .consume_errors()
+        .into_deferred();
+    let original = Failure::new(GenericError("root cause"));
+    r2.errback(original.clone()).unwrap();
+    let failure = d.try_take().unwrap().unwrap_err();
+    assert!(failure.ptr_eq(&original));
+
+    let d = gather_results([fail::<u8>(GenericError("again"))])
+        .add_errback(|f| Err(FirstError::unwrap_failure(f)));
+    assert!(d.try_take().unwrap().unwrap_err().is::<GenericError>());
+}
+
+// Twisted: test_defer.py DeferredTests.test_cancelGatherResults
+#[test]
+fn cancelling_gather_cancels_every_input() {
+    let (d1, _r1, c1) = counted::<u8>(|_| {});
+    let (d2, _r2, c2) = counted::<u8>(|_| {});
+    let d = Gather::new([d1, d2]).consume_errors().into_deferred();
+    d.cancel();
+    assert_eq!(
+        (c1.load(Ordering::SeqCst), c2.load(Ordering::SeqCst)),
+        (1, 1)
+    );
+    let failure = d.try_take().unwrap().unwrap_err();
+    let first = failure.downcast_ref::<FirstError>().unwrap();
+    assert!(first.failure.is::<CancelledError>());
+}
+
+// Twisted: test_defer.py DeferredTests.test_cancelGatherResultsWithAllDeferredsCallback
+#[test]
+fn cancelling_gather_when_every_canceller_calls_back() {
+    let (d1, _r1, _) = counted::<&str>(|r| r.callback("Callback Result").unwrap());
+    let (d2, _r2, _) = counted::<&str>(|r| r.callback("Callback Result").unwrap());
+    let d = gather_results([d1, d2]);
+    d.cancel();
+    assert_eq!(
+        d.try_take().unwrap().unwrap(),
+        ["Callback Result", "Callback Result"]
+    );
+}
+
+#[test]
+fn gather2_and_gather3_mix_types() {
+    let (a, ra) = Deferred::<u8>::new();
+    let (b, rb) = Deferred::<String>::new();
+    let d = gather2(a, b);
+    rb.callback("b".into()).unwrap();
+    assert!(!d.is_called());
+    ra.callback(1).unwrap();
+    assert_eq!(d.try_take().unwrap().unwrap(), (1, "b".to_owned()));
+
+    let d = gather3(
+        succeed(1u8),
+        succeed('x'),
+        fail::<f32>(GenericError("third")),
+    );
+    let failure = d.try_take().unwrap().unwrap_err();
+    assert_eq!(failure.downcast_ref::<FirstError>().unwrap().index, 2);
+}
+
+#[test]
+fn cancelling_gather2_cancels_both() {
+    let (a, _ra, ca) = counted::<u8>(|_| {});
+    let (b, _rb, cb) = counted::<u16>(|_| {});
+    let d = gather2(a, b);
+    d.cancel();
+    assert_eq!(
+        (ca.load(Ordering::SeqCst), cb.load(Ordering::SeqCst)),
+        (1, 1)
+    );
+    assert!(d.try_take().unwrap().is_err());
+}
+
+// Twisted: test_defer.py FirstErrorTests
+#[test]
+fn first_error_equality_display_and_debug() {
+    let f = Failure::new(GenericError("some text"));
+    let a = FirstError::new(3, f.clone());
+    assert_eq!(a, FirstError::new(3, f.clone()));
+    assert_ne!(a, FirstError::new(4, f.clone()));
+    assert_ne!(
+        a,
+        FirstError::new(3, Failure::new(GenericError("some text")))
+    );
+    assert_eq!(a.to_string(), format!("input #3 failed first: {f}"));
+    assert!(format!("{a:?}").starts_with("FirstError[#3, "));
+    assert!(
+        std::error::Error::source(&a)
+            .unwrap()
+            .to_string()
+            .contains("some text")
+    );
+    let plain = Failure::msg("plain");
+    assert!(FirstError::unwrap_failure(plain.clone()).ptr_eq(&plain));
+}
+
+// --- race ---------------------------------------------------------------------
+
+// Twisted: test_defer.py RaceTests.test_success (the property over 0-3
+// inputs before and after the winner)
+#[test]
+fn race_first_success_wins_and_cancels_the_others() {
+    for before in 0..4 {
+        for after in 0..4 {
+            let n = before + 1 + after;
+            let mut ds = Vec::new();
+            let mut rs = Vec::new();
+            let mut counts = Vec::new();
+            for _ in 0..n {
+                let (d, r, c) = counted::<&str>(|_| {});
+                ds.push(d);
+                rs.push(r);
+                counts.push(c);
+            }
+            let d = race(ds);
+            rs[before].callback("obj").unwrap();
+            assert_eq!(d.try_take().unwrap().unwrap(), (before, "obj"));
+            let counts: Vec<usize> = counts.iter().map(|c| c.load(Ordering::SeqCst)).collect();
+            let mut expected = vec![1; n];
+            expected[before] = 0;
+            assert_eq!(counts, expected, "before={before} after={after}");
+        }
+    }
+}
+
+// Twisted: test_defer.py RaceTests.test_failure
+#[test]
+fn race_with_every_input_failed_gives_failure_group() {
+    for n in 1..4 {
+        let failure = Failure::new(GenericError("same"));
+        let mut rs = Vec::new();
+        let mut counts = Vec::new();
+        let mut ds = Vec::new();
+        for _ in 0..n {
+            let (d, r, c) = counted::<u8>(|_| {});
+            ds.push(d);
+            rs.push(r);
+            counts.push(c);
+        }
+        let d = race(ds);
+        for r in rs.iter().rev() {
+            r.errback(failure.clone()).unwrap();
+        }
+        let got = d.try_take().unwrap().unwrap_err();
+        let group = got.downcast_ref::<FailureGroup>().unwrap();
+        assert_eq!(group.failures.len(), n);
+        assert!(group.failures.iter().all(|f| f.ptr_eq(&failure)));
+        assert!(counts.iter().all(|c| c.load(Ordering::SeqCst) == 0));
+    }
+}
+
+#[test]
+fn race_failure_group_is_in_input_order() {
+    let (d1, r1) = Deferred::<u8>::new();
+    let (d2, r2) = Deferred::<u8>::new();
+    let d = race([d1, d2]);
+    r2.errback(Failure::msg("second")).unwrap();
+    r1.errback(Failure::msg("first")).unwrap();
+    let failure = d.try_take().unwrap().unwrap_err();
+    let msgs: Vec<String> = failure
+        .downcast_ref::<FailureGroup>()
+        .unwrap()
+        .failures
+        .iter()
+        .map(|f| f.to_string())
+        .collect();
+    assert_eq!(msgs, ["first", "second"]);
+}
+
+// Twisted: test_defer.py RaceTests.test_resultAfterCancel
+#[test]
+fn race_loser_firing_after_cancel_logs_nothing() {
+    let ((), unhandled) = count_unhandled(|| {
+        let (d1, r1) = Deferred::<u8>::new();
+        let (d2, r2) = Deferred::<u8>::new();
+        let d = race([d1, d2]);
+        r1.callback(1).unwrap();
+        // The loser had no canceller: it was cancelled, and one late
+        // callback is swallowed, as in Twisted.
+        r2.callback(2).unwrap();
+        assert_eq!(d.try_take().unwrap().unwrap(), (0, 1));
+    });
+    assert_eq!(unhandled, 0);
+}
+
+// Twisted: test_defer.py RaceTests.test_resultFromCancel
+#[test]
+fn race_ignores_a_loser_whose_canceller_succeeds() {
+    let (d1, r1) = Deferred::<&str>::new();
+    let (d2, _r2, c2) = counted::<&str>(|r| r.callback("from cancel").unwrap());
+    let d = race([d1, d2]);
+    r1.callback("expected").unwrap();
+    assert_eq!(c2.load(Ordering::SeqCst), 1);
+    assert_eq!(d.try_take().unwrap().unwrap(), (0, "expected"));
+}
+
+// Twisted: test_defer.py RaceTests.test_cancel
+#[test]
+fn cancelling_the_race_cancels_every_input_once() {
+    for n in 1..4 {
+        let mut ds = Vec::new();
+        let mut counts = Vec::new();
+        let mut rs = Vec::new();
+        for _ in 0..n {
+            let (d, r, c) = counted::<u8>(|_| {});
+            ds.push(d);
+            rs.push(r);
+            counts.push(c);
+        }
+        let d = race(ds);
+        d.cancel();
+        d.cancel();
+        assert!(counts.iter().all(|c| c.load(Ordering::SeqCst) == 1));
+        let failure = d.try_take().unwrap().unwrap_err();
+        let group = failure.downcast_ref::<FailureGroup>().unwrap();
+        assert_eq!(group.failures.len(), n);
+        assert!(group.failures.iter().all(|f| f.is::<CancelledError>()));
+    }
+}
+
+// Documented decision: Twisted's race([]) never fires.
+#[test]
+fn race_of_nothing_fails_at_once_with_empty_group() {
+    let d = race(Vec::<Deferred<u8>>::new());
+    let failure = d.try_take().unwrap().unwrap_err();
+    assert!(
+        failure
+            .downcast_ref::<FailureGroup>()
+            .unwrap()
+            .failures
+            .is_empty()
+    );
+    assert!(failure.to_string().contains("no inputs"));
+}
+
+#[test]
+fn race_already_fired_winner_cancels_later_inputs_at_construction() {
+    let (d2, _r2, c2) = counted::<u8>(|_| {});
+    let d = race([succeed(7), d2]);
+    assert_eq!(c2.load(Ordering::SeqCst), 1);
+    assert_eq!(d.try_take().unwrap().unwrap(), (0, 7));
+}
+
+#[test]
+fn failure_group_display_names_the_count_and_first_failure() {
+    let g = FailureGroup::new(vec![
+        Failure::new(MessageError("a".into())),
+        Failure::msg("b"),
+    ]);
+    assert_eq!(g.to_string(), "all 2 inputs failed (the first with: a)");
+}

@@ -1,0 +1,6 @@
+use tokio_deferred::inline_callbacks;
+
+#[inline_callbacks]
+async fn no_return_type() {}
+
+fn main() {}
