@@ -3,9 +3,8 @@
 //! the oneshot channels it is compared with. `cargo bench --bench alloc`
 //! prints a Markdown table; `BENCHMARKS.md` holds the latest one.
 //!
-//! To add a row (a queued waiter of `DeferredQueue` / `DeferredLock` /
-//! `DeferredSemaphore`, a pending `defer_later`), add a `row(...)` call in
-//! `main`.
+//! To add a row (a pending `defer_later`, a `defer_to_thread` in flight),
+//! add a `row(...)` call in `main`.
 
 use std::alloc::System;
 use std::future::Future;
@@ -14,7 +13,9 @@ use std::pin::Pin;
 use std::task::{Context, Waker};
 
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, Stats, StatsAlloc};
-use tokio_deferred::{Deferred, Failure, ensure_deferred, succeed};
+use tokio_deferred::{
+    Deferred, DeferredLock, DeferredQueue, DeferredSemaphore, Failure, ensure_deferred, succeed,
+};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -165,6 +166,33 @@ fn main() {
         1.0,
         "",
     );
+    let q = DeferredQueue::<u64>::new(None, None);
+    row(
+        "`DeferredQueue::get()` on an empty queue (queued waiter)",
+        "waiter",
+        measure(|| q.get().unwrap()),
+        1.0,
+        "",
+    );
+    let lock = DeferredLock::new();
+    let held = lock.acquire();
+    row(
+        "`DeferredLock::acquire()` while held (queued waiter)",
+        "waiter",
+        measure(|| lock.acquire()),
+        1.0,
+        "",
+    );
+    let sem = DeferredSemaphore::new(1).unwrap();
+    let taken = sem.acquire();
+    row(
+        "`DeferredSemaphore::acquire()` with no token (queued waiter)",
+        "waiter",
+        measure(|| sem.acquire()),
+        1.0,
+        "",
+    );
+    drop((held, taken));
     row(
         "nested chain, unfired (1,000 levels)",
         "level",
