@@ -1,0 +1,203 @@
+//! Heap cost per Deferred, per callback, per nested level, counted by a
+//! global allocator (`stats_alloc`, so this file needs no `unsafe`), next to
+//! the oneshot channels it is compared with. `cargo bench --bench alloc`
+//! prints a Markdown table; `BENCHMARKS.md` holds the latest one.
+//!
+//! To add a row (a pending `defer_later`, a `defer_to_thread` in flight),
+//! add a `row(...)` call in `main`.
+
+use std::alloc::System;
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::Pin;
+use std::task::{Context, Waker};
+
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, Stats, StatsAlloc};
+use tokio_deferred::{
+    Deferred, DeferredLock, DeferredQueue, DeferredSemaphore, Failure, ensure_deferred, succeed,
+};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+/// How many times each measurement is repeated; the table shows the mean.
+const N: usize = 1_000;
+
+/// Runs `make` `N` times, keeping every result alive, and returns the heap
+/// change per run: (allocations + reallocations, bytes still held, bytes
+/// allocated in all).
+fn measure<T>(mut make: impl FnMut() -> T) -> (f64, f64, f64) {
+    let mut keep: Vec<T> = Vec::with_capacity(N);
+    // Warm up thread-locals and lazy statics outside the region.
+    drop(black_box(make()));
+    let region = Region::new(GLOBAL);
+    for _ in 0..N {
+        keep.push(make());
+    }
+    let s: Stats = region.change();
+    drop(black_box(keep));
+    let n = N as f64;
+    let allocs = (s.allocations + s.reallocations) as f64 / n;
+    let held =
+        (s.bytes_allocated as f64 + s.bytes_reallocated as f64 - s.bytes_deallocated as f64) / n;
+    let total = (s.bytes_allocated as f64 + s.bytes_reallocated.max(0) as f64) / n;
+    (allocs, held, total)
+}
+
+fn row(what: &str, per: &str, (allocs, held, total): (f64, f64, f64), div: f64, target: &str) {
+    println!(
+        "| {what} | {per} | {:.2} | {:.1} | {:.1} | {target} |",
+        allocs / div,
+        held / div,
+        total / div
+    );
+}
+
+/// A nested chain as in the `core` bench (each level's callback returns
+/// the level below), unfired.
+fn nested(depth: u64) -> (Deferred<u64>, tokio_deferred::Resolver<u64>) {
+    let (innermost, r) = Deferred::<u64>::new();
+    let mut d = innermost;
+    for _ in 0..depth {
+        let prev = d;
+        d = succeed(()).add_callback(move |_| prev);
+    }
+    (d, r)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    println!("| what | per | allocations | bytes held | bytes allocated | target |");
+    println!("|---|---|---|---|---|---|");
+    row(
+        "`Deferred::<u64>::new()` unfired, no callbacks",
+        "pair",
+        measure(Deferred::<u64>::new),
+        1.0,
+        "≤ 96 B, 1 allocation",
+    );
+    row(
+        "`futures::channel::oneshot::channel::<u64>()`",
+        "pair",
+        measure(futures::channel::oneshot::channel::<u64>),
+        1.0,
+        "(anchor)",
+    );
+    row(
+        "`tokio::sync::oneshot::channel::<u64>()`",
+        "pair",
+        measure(tokio::sync::oneshot::channel::<u64>),
+        1.0,
+        "(anchor)",
+    );
+    row(
+        "`succeed(1u64)`",
+        "Deferred",
+        measure(|| succeed(1u64)),
+        1.0,
+        "",
+    );
+    for n in [1u64, 10, 100] {
+        let base = measure(Deferred::<u64>::new);
+        let with = measure(|| {
+            let (d, r) = Deferred::<u64>::new();
+            let mut d = d;
+            for k in 0..n {
+                d = d.add_callback(move |v: u64| Ok::<_, Failure>(v + k));
+            }
+            (d, r)
+        });
+        let per = (with.0 - base.0, with.1 - base.1, with.2 - base.2);
+        row(
+            &format!("`add_callback` on an unfired Deferred ({n} callbacks)"),
+            "callback",
+            per,
+            n as f64,
+            "≤ 1 allocation",
+        );
+    }
+    row(
+        "new + 10 `add_callback` + fire + take",
+        "chain (all freed but the Deferred)",
+        measure(|| {
+            let (d, r) = Deferred::<u64>::new();
+            let mut d = d;
+            for k in 0..10u64 {
+                d = d.add_callback(move |v: u64| Ok::<_, Failure>(v + k));
+            }
+            r.callback(0).unwrap();
+            let v = d.try_take().unwrap().unwrap();
+            (d, v)
+        }),
+        1.0,
+        "",
+    );
+    row(
+        "`Vec<Box<dyn FnOnce(u64) -> u64>>` of 10, built and run",
+        "chain",
+        measure(|| {
+            let mut fs: Vec<Box<dyn FnOnce(u64) -> u64>> = Vec::with_capacity(10);
+            for k in 0..10u64 {
+                fs.push(Box::new(move |v| v + k));
+            }
+            fs.into_iter().fold(0, |v, f| f(v))
+        }),
+        1.0,
+        "(anchor)",
+    );
+    row(
+        "Deferred polled pending (waker stored)",
+        "pair",
+        measure(|| {
+            let (mut d, r) = Deferred::<u64>::new();
+            let mut cx = Context::from_waker(Waker::noop());
+            let _ = Pin::new(&mut d).poll(&mut cx);
+            (d, r)
+        }),
+        1.0,
+        "",
+    );
+    row(
+        "`ensure_deferred` of a ready future",
+        "Deferred",
+        measure(|| ensure_deferred(async { Ok::<_, Failure>(1u64) })),
+        1.0,
+        "",
+    );
+    let q = DeferredQueue::<u64>::new(None, None);
+    row(
+        "`DeferredQueue::get()` on an empty queue (queued waiter)",
+        "waiter",
+        measure(|| q.get().unwrap()),
+        1.0,
+        "",
+    );
+    let lock = DeferredLock::new();
+    let held = lock.acquire();
+    row(
+        "`DeferredLock::acquire()` while held (queued waiter)",
+        "waiter",
+        measure(|| lock.acquire()),
+        1.0,
+        "",
+    );
+    let sem = DeferredSemaphore::new(1).unwrap();
+    let taken = sem.acquire();
+    row(
+        "`DeferredSemaphore::acquire()` with no token (queued waiter)",
+        "waiter",
+        measure(|| sem.acquire()),
+        1.0,
+        "",
+    );
+    drop((held, taken));
+    row(
+        "nested chain, unfired (1,000 levels)",
+        "level",
+        measure(|| nested(1_000)),
+        1_000.0,
+        "",
+    );
+}

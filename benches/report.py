@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""Prints the BENCHMARKS.md tables from criterion's results.
+
+    cargo bench --bench core            # (and any other bench)
+    python3 benches/twisted_bench.py    # optional: the Twisted column
+    python3 benches/report.py           # Markdown on stdout
+
+On a shared, noisy machine, run the benches several times into criterion
+baselines and let the report take, per group, the median over the runs of
+each side's median and of the ratio (the range of the ratio is shown):
+
+    for i in 1 2 3; do cargo bench --bench core -- --save-baseline run$i; done
+    python3 benches/report.py run1 run2 run3
+
+Each criterion group pairs `<group>/ours[/<param>]` with
+`<group>/anchor[/<param>]`. With a throughput (elements), times are also
+given per element, and the ratio is per element. Targets live in TARGETS:
+a new group (gather, locks, queue, ...) adds one line there.
+"""
+
+import json
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CRITERION = os.path.join(ROOT, "target", "criterion")
+TWISTED = os.path.join(ROOT, "target", "twisted.json")
+
+# group -> (max ratio ours/anchor, extra check, description of the target)
+# extra check: None, or ("max_ns_per_elem", n) / ("twisted_speedup", n)
+TARGETS = {
+    "new_fire_await": (1.5, None, "≤ 1.5x"),
+    "await_pending_then_fire": (1.5, None, "≤ 1.5x"),
+    "fire_across_tasks": (1.2, None, "≤ 1.2x"),
+    "chain_10": (1.3, ("twisted_speedup", 15), "≤ 1.3x per callback; ≥ 15x faster than Twisted"),
+    "chain_100": (1.3, ("twisted_speedup", 15), "≤ 1.3x per callback; ≥ 15x faster than Twisted"),
+    "nested_chain_fire": (1.5, ("max_ns_per_elem", 100), "per level ≤ 1.5x of 1,000-deep, ≤ 100 ns/level"),
+    "nested_chain_build_fire_drop": (None, None, "(information)"),
+    "ensure_deferred_ready": (2.0, None, "≤ 2x"),
+    # Rows to come (one bench file each):
+    "gather_results_10000": (0.5, None, "≤ 0.5x"),
+    "deferred_queue_put_get": (1.5, None, "≤ 1.5x"),
+    "deferred_semaphore_acquire_release": (1.5, None, "≤ 1.5x"),
+    "deferred_lock_acquire_release": (1.5, None, "≤ 1.5x"),
+    "defer_later_100000": (1.2, None, "wall ≤ 1.2x"),
+    "defer_to_thread_round_trip": (1.1, None, "≤ 1.1x"),
+}
+
+# group -> key in target/twisted.json (per op, or per level for nested)
+TWISTED_KEYS = {
+    "new_fire_await": "new_fire_take",
+    "chain_10": "chain_10",
+    "chain_100": "chain_100",
+    "nested_chain_fire": "nested_chain_fire/100000 (per level)",
+    "nested_chain_build_fire_drop": "nested_chain_build_fire_drop/100000 (per level)",
+    "ensure_deferred_ready": "ensure_deferred_ready",
+}
+
+
+def fmt_ns(ns):
+    if ns >= 1e6:
+        return f"{ns / 1e6:.2f} ms"
+    if ns >= 1e3:
+        return f"{ns / 1e3:.2f} µs"
+    return f"{ns:.1f} ns"
+
+
+def load(baseline="new"):
+    groups = {}
+    for dirpath, _dirs, files in os.walk(CRITERION):
+        if os.path.basename(dirpath) != baseline or "estimates.json" not in files:
+            continue
+        with open(os.path.join(dirpath, "benchmark.json")) as f:
+            meta = json.load(f)
+        with open(os.path.join(dirpath, "estimates.json")) as f:
+            est = json.load(f)
+        side = meta["function_id"]
+        if side not in ("ours", "anchor"):
+            continue
+        tp = meta.get("throughput") or {}
+        elems = tp.get("Elements")
+        groups.setdefault(meta["group_id"], {})[side] = {
+            "median": est["median"]["point_estimate"],
+            "elems": elems,
+            "param": meta.get("value_str"),
+        }
+    return groups
+
+
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+def merge(runs):
+    """One `groups` from several runs: each side's median is the median over
+    the runs; `ratios` keeps every run's ratio (per element if needed)."""
+    out = {}
+    for name in set().union(*runs):
+        sides = [r[name] for r in runs if name in r and {"ours", "anchor"} <= r[name].keys()]
+        if not sides:
+            continue
+        g = {}
+        for side in ("ours", "anchor"):
+            g[side] = dict(sides[0][side])
+            g[side]["median"] = median([s[side]["median"] for s in sides])
+        g["ratios"] = [
+            (s["ours"]["median"] / (s["ours"]["elems"] or 1))
+            / (s["anchor"]["median"] / (s["anchor"]["elems"] or 1))
+            for s in sides
+        ]
+        out[name] = g
+    return out
+
+
+def main():
+    baselines = sys.argv[1:] or ["new"]
+    groups = merge([load(b) for b in baselines])
+    twisted = {}
+    if os.path.exists(TWISTED):
+        with open(TWISTED) as f:
+            twisted = json.load(f)
+    tw_ns = twisted.get("ns", {})
+    print("| group | ours (median) | anchor (median) | ratio | Twisted | target | result |")
+    print("|---|---|---|---|---|---|---|")
+    for name in sorted(groups, key=lambda g: list(TARGETS).index(g) if g in TARGETS else 99):
+        g = groups[name]
+        if "ours" not in g or "anchor" not in g:
+            continue
+        o, a = g["ours"], g["anchor"]
+        per = o["elems"] is not None and a["elems"] is not None and o["elems"] != a["elems"]
+        if per:
+            on, an = o["median"] / o["elems"], a["median"] / a["elems"]
+            os_ = f"{fmt_ns(on)}/level ({o['param']} deep)"
+            as_ = f"{fmt_ns(an)}/level ({a['param']} deep)"
+        else:
+            on, an = o["median"], a["median"]
+            os_, as_ = fmt_ns(on), fmt_ns(an)
+        ratio = median(g["ratios"])
+        max_ratio, extra, desc = TARGETS.get(name, (None, None, "—"))
+        ok = None if max_ratio is None else ratio <= max_ratio
+        tw = "—"
+        if name in TWISTED_KEYS and TWISTED_KEYS[name] in tw_ns:
+            t = tw_ns[TWISTED_KEYS[name]]
+            tw = f"{fmt_ns(t)} ({t / on:.1f}x ours)"
+            if extra and extra[0] == "twisted_speedup":
+                ok = (ok is not False) and t / on >= extra[1]
+        if extra and extra[0] == "max_ns_per_elem":
+            ok = (ok is not False) and on <= extra[1]
+        res = "—" if ok is None else ("pass" if ok else "**MISS**")
+        spread = ""
+        if len(g["ratios"]) > 1:
+            spread = f" ({min(g['ratios']):.2f}–{max(g['ratios']):.2f})"
+        print(f"| {name} | {os_} | {as_} | {ratio:.2f}x{spread} | {tw} | {desc} | {res} |")
+    # The marginal cost per callback, from the 10- and 100-callback chains.
+    if all(k in groups and {"ours", "anchor"} <= groups[k].keys() for k in ("chain_10", "chain_100")):
+        o = (groups["chain_100"]["ours"]["median"] - groups["chain_10"]["ours"]["median"]) / 90
+        a = (groups["chain_100"]["anchor"]["median"] - groups["chain_10"]["anchor"]["median"]) / 90
+        print(
+            f"| chain, marginal per callback (100 − 10) / 90 | {fmt_ns(o)} | {fmt_ns(a)} | "
+            f"{o / a:.2f}x | — | ≤ 1.3x | {'pass' if o / a <= 1.3 else '**MISS**'} |"
+        )
+    print()
+    print(f"Runs: {', '.join(baselines)}; ratio = median over the runs (min–max).")
+    if twisted:
+        print()
+        print(f"Twisted {twisted['twisted']} on CPython {twisted['python']} (`benches/twisted_bench.py`).")
+
+
+if __name__ == "__main__":
+    main()
