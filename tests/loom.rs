@@ -3,7 +3,7 @@
 //! Run with:
 //!
 //! ```sh
-//! RUSTFLAGS="--cfg tokio_deferred_loom" cargo test --release --test loom
+//! RUSTFLAGS="--cfg tokio_deferred_loom" cargo test --test loom
 //! ```
 //!
 //! (`scripts/loom.sh` does exactly that.) Each model explores every
