@@ -61,6 +61,15 @@ struct Traces {
 }
 
 impl DebugInfo {
+    /// Without backtraces, whatever `is_debugging` says.
+    pub(crate) fn light(created: &'static Location<'static>) -> Self {
+        DebugInfo {
+            created,
+            fired: None,
+            traces: None,
+        }
+    }
+
     pub(crate) fn new(created: &'static Location<'static>) -> Self {
         let traces = is_debugging().then(|| {
             Box::new(Traces {
