@@ -5,9 +5,11 @@ named on the command line and prints one trace per script on stdout, in the
 same text format as the Rust interpreter (tests/conformance/interp.rs).
 """
 
+import gc
 import sys
 
 from twisted.internet import defer
+from twisted.logger import globalLogBeginner
 from twisted.python.failure import Failure
 
 
@@ -19,6 +21,11 @@ class MyError(Exception):
         self.k = k
 
 
+class ScriptEnd(Exception):
+    """Normalization N1: at the end of a script both interpreters errback
+    every unfired Deferred with this, in index order."""
+
+
 class PanicError(Exception):
     """Stands for a Rust panic (`cbpanic`): Twisted catches every exception."""
 
@@ -27,7 +34,7 @@ class PanicError(Exception):
         self.k = k
 
 
-CONSUMER_OPS = {"cb", "cbs", "cbfail", "cbpanic", "cbret", "ebret", "cbfire", "cbcancel", "cbdo",
+CONSUMER_OPS = {"drop", "cb", "cbs", "cbfail", "cbpanic", "cbret", "ebret", "cbfire", "cbcancel", "cbdo",
                 "ebrec", "eberr", "both", "pause", "unpause", "cancel", "chain"}
 
 
@@ -59,9 +66,15 @@ class Script:
         # that op and reaches for one (`cbdo`) finds it unavailable, as in
         # Rust, where the op holds the only handle.
         self.busy = set()
+        # After the final states, events are no longer traced (as in Rust).
+        self.closed = False
+        # Deferreds given to cbret/ebret whose callback has not run (or been
+        # skipped) yet: op index -> Deferred.
+        self.unreturned = {}
 
     def log(self, line):
-        self.out.append(line)
+        if not self.closed:
+            self.out.append(line)
 
     def run(self, ops):
         for n, op in enumerate(ops):
@@ -122,16 +135,27 @@ class Script:
             i, j = a
             inner = self.ds[j]
             self.consumed.add(j)
+            self.unreturned[n] = inner
+
+            def skipped(r, inner=inner):
+                # The chain passed this link by: Rust drops the closure, and
+                # with it the returned Deferred's handle (N2 applies).
+                if self.unreturned.pop(n, None) is not None:
+                    self.paused_failure(inner)
+                return r
+
             if name == "cbret":
                 def f(v, inner=inner):
+                    self.unreturned.pop(n, None)
                     self.log(f"{tag} cbret got ok {fmt_value(v)}")
                     return inner
-                self.ds[i].addCallback(f)
+                self.ds[i].addCallbacks(f, skipped)
             else:
                 def f(fl, inner=inner):
+                    self.unreturned.pop(n, None)
                     self.log(f"{tag} ebret got err {fmt_failure(fl)}")
                     return inner
-                self.ds[i].addErrback(f)
+                self.ds[i].addCallbacks(skipped, f)
         elif name == "cbfire":
             i, j, v = a
             target = self.ds[j]
@@ -202,6 +226,11 @@ class Script:
                 self.log(f"{tag} {name} d{i}: ok")
             except defer.AlreadyCalledError:
                 self.log(f"{tag} {name} d{i}: AlreadyCalledError")
+        elif name == "drop":
+            # The script lets go of its handle; the object lives on (it is
+            # still the "resolver" of `fire i`) until the end of the script.
+            self.consumed.add(a[0])
+            self.paused_failure(self.ds[a[0]])
         elif name == "pause":
             self.ds[a[0]].pause()
         elif name == "unpause":
@@ -213,6 +242,14 @@ class Script:
             self.ds[i].chainDeferred(self.ds[j])
         else:
             raise ValueError(f"unknown op {w!r}")
+
+    def paused_failure(self, d):
+        """Normalization N2 (DIFFERENCES.md): tokio-deferred reports a
+        failure held by a paused Deferred when its last handle goes (nobody
+        can unpause it any more); Twisted never arms such a failure."""
+        armed = d._debugInfo is not None and d._debugInfo.failResult is not None
+        if d.called and d.paused > 0 and isinstance(d.result, Failure) and not armed:
+            UNHANDLED.append("unhandled " + fmt_failure(d.result))
 
     def final(self):
         for i in sorted(self.ds):
@@ -231,9 +268,23 @@ class Script:
                 )
             else:
                 self.log(f"final d{i} {fmt_result(d.result)}")
-        # Consume every failure so that Twisted logs no unhandled errors.
-        for d in self.ds.values():
-            d.addErrback(lambda f: None)
+                # Rust's try_take took the result: consume it here too, and
+                # let go of the handle, as Rust does.
+                d.addErrback(lambda f: None)
+                self.consumed.add(i)
+        self.closed = True
+        for i in sorted(self.ds):
+            if not self.ds[i].called:
+                self.ds[i].errback(Failure(ScriptEnd()))
+        # Rust drops the handles now (N2 applies).
+        for i in sorted(self.ds):
+            if i not in self.consumed:
+                self.paused_failure(self.ds[i])
+        # Returned Deferreds whose callback never ran: Rust drops their
+        # handle now, with the chain that held it.
+        for d in list(self.unreturned.values()):
+            self.paused_failure(d)
+        self.unreturned.clear()
 
 
 def read_scripts(path):
@@ -251,7 +302,22 @@ def read_scripts(path):
     return scripts
 
 
+UNHANDLED = []
+
+
+def observe(event):
+    """Collects Twisted's "Unhandled error in Deferred" reports (the event
+    that carries the failure; the other one of the pair has none)."""
+    if event.get("log_namespace") == "twisted.internet.defer" and "log_failure" in event:
+        line = "unhandled " + fmt_failure(event["log_failure"])
+        UNHANDLED.append(line)
+
+
 def main():
+    # Start logging to our observer only: the default start-up buffer would
+    # keep every logged failure (and, through its traceback, Deferreds of
+    # earlier scripts) alive, and their reports would land in later scripts.
+    globalLogBeginner.beginLoggingTo([observe], discardBuffer=True, redirectStandardIO=False)
     out = []
     for header, ops in read_scripts(sys.argv[1]):
         out.append(header)
@@ -260,6 +326,14 @@ def main():
             s.run(ops)
         except Exception as e:  # an escaping exception is a trace event too
             out.append(f"escaped {type(e).__name__}")
+        # Let go of everything: what is garbage-collected with an armed
+        # failure is reported, as Rust reports when the last handle goes.
+        s.ds.clear()
+        del s
+        while gc.collect():
+            pass
+        out.extend(sorted(UNHANDLED))
+        UNHANDLED.clear()
     sys.stdout.write("\n".join(out) + "\n")
 
 

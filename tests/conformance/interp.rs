@@ -18,6 +18,12 @@ type Val = Option<i64>;
 #[error("my error {0}")]
 pub struct MyError(pub i64);
 
+/// The failure of every Deferred still unfired at the end of a script
+/// (normalization N1).
+#[derive(Debug, thiserror::Error)]
+#[error("the script ended")]
+pub struct ScriptEnd;
+
 thread_local! {
     static QUIET: Cell<bool> = const { Cell::new(false) };
 }
@@ -52,6 +58,8 @@ fn fmt_failure(f: &Failure) -> String {
         "CancelledError".to_owned()
     } else if f.is::<AlreadyCalledError<()>>() {
         "AlreadyCalledError".to_owned()
+    } else if f.is::<ScriptEnd>() {
+        "ScriptEnd".to_owned()
     } else {
         format!("Other({})", f.type_name())
     }
@@ -282,6 +290,10 @@ impl Script {
                 };
                 self.log.push(format!("{tag} {} d{i}: {outcome}", w[0]));
             }
+            "drop" => {
+                drop(self.take(i));
+                self.consumed[i] = true;
+            }
             "pause" | "unpause" | "cancel" => {
                 let d = self.take(i);
                 simple_op(w[0], &d);
@@ -337,7 +349,11 @@ impl Script {
             let line = if !d.is_called() {
                 format!("final d{i} pending")
             } else if let Some(r) = d.try_take() {
-                format!("final d{i} {}", fmt_result(&r))
+                // The result is gone: so is the handle (a `cbdo` callback
+                // that runs later finds it unavailable).
+                self.consumed[i] = true;
+                self.log.push(format!("final d{i} {}", fmt_result(&r)));
+                continue;
             } else {
                 let yn = |b: bool| if b { "yes" } else { "no" };
                 format!(
@@ -350,6 +366,25 @@ impl Script {
             self.put(i, d);
         }
         self.log.close();
+        // Normalization N1 (DIFFERENCES.md): every unfired Deferred fails
+        // with ScriptEnd, in index order, as on the Python side, instead of
+        // failing with ResolverDroppedError whenever its last Resolver
+        // happens to go (which Twisted has no analogue of). The handles are
+        // still in their slots, for `cbdo` callbacks that run now.
+        for r in self.rs.iter().flatten() {
+            if !r.is_called() {
+                drop(r.errback(ScriptEnd));
+            }
+        }
+        // Then the handles go (a `cbdo` callback may hold the slot of its
+        // own Deferred: emptying the slots breaks such cycles, as Python's
+        // gc would), then the Resolvers.
+        for slot in &self.ds {
+            drop(take_slot(slot));
+        }
+        for r in self.rs.iter_mut() {
+            drop(r.take());
+        }
     }
 }
 
@@ -367,10 +402,61 @@ fn simple_op(op: &str, d: &Deferred<Val>) {
     }
 }
 
+/// Collects what the `tracing` formatter writes (the unhandled-error events).
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Turns the captured unhandled-error events into `unhandled <error>`
+/// lines, sorted. `ResolverDroppedError` (dropping the Resolvers at the end
+/// of a script) has no Twisted analogue and is left out (DIFFERENCES.md).
+///
+/// An event line reads `ERROR tokio_deferred::unhandled: Unhandled error in
+/// Deferred: <failure> failure=<failure> error_type="<type>" ...`.
+fn unhandled_lines(capture: &Capture) -> Vec<String> {
+    let text = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+    let mut out: Vec<String> = text
+        .lines()
+        .filter(|l| l.contains("tokio_deferred::unhandled"))
+        .filter_map(|l| {
+            let ty = l.split("error_type=\"").nth(1)?.split('"').next()?;
+            let msg = l.split("in Deferred: ").nth(1)?.split(" failure=").next()?;
+            let last = msg.rsplit(' ').next().unwrap_or("?");
+            let short = ty.rsplit("::").next().unwrap_or(ty);
+            let short = short.split('<').next().unwrap_or(short);
+            match short {
+                "ResolverDroppedError" => None,
+                "MyError" => Some(format!("unhandled MyError({last})")),
+                "PanicError" => Some(format!("unhandled Panic({last})")),
+                other => Some(format!("unhandled {other}")),
+            }
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 /// Runs one script (its ops, one per line) and returns its trace lines.
 pub fn run_script(ops: &[String]) -> Vec<String> {
     install_quiet_hook();
     let log = Log::default();
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .without_time()
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         QUIET.with(|q| q.set(true));
         let mut s = Script {
@@ -391,6 +477,7 @@ pub fn run_script(ops: &[String]) -> Vec<String> {
     if outcome.is_err() {
         lines.push("escaped panic".to_owned());
     }
+    lines.extend(unhandled_lines(&capture));
     lines
 }
 
