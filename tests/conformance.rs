@@ -68,3 +68,54 @@ fn replay_scripts_from_env() {
     let scripts = std::fs::read_to_string(&input).expect("read the scripts");
     std::fs::write(&output, interp::run_all(&scripts)).expect("write the traces");
 }
+
+// KNOWN CORE BUG K2 (conformance/DIFFERENCES.md), ignored until the core is
+// fixed. Found by the runner (seed 5, script 1072, shrunk to 7 ops:
+// `new 0; newc 1 eb 1; cbdo 1 pause 1; chain 1 0; both 1; cb 0 1; fire 1 1`).
+// A callback pauses its own Deferred; as in Twisted, the callbacks already
+// queued behind it must still run in this pass. Twisted's chainDeferred link
+// is a plain callback (`d0.callback(v)`, nested), so the pass goes on to
+// `both`. In tokio-deferred, the chain_deferred link hands over to d0 through
+// the runner's stack (`Stop::Nested`); coming back to d1 starts a new pass
+// that re-checks `paused` and stops, so `both` does not run.
+// Twisted: defer.py `_runCallbacks` (its inner loop never re-checks `paused`;
+// reference §2.4), no dedicated test in test_defer.py.
+#[test]
+#[ignore = "KNOWN CORE BUG K2: a chain_deferred link makes a self-pause stop the current pass"]
+fn known_bug_k2_self_pause_does_not_stop_the_pass_after_chain_deferred() {
+    use std::sync::{Arc, Mutex};
+    use tokio_deferred::{Deferred, Failure};
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (d0, r0) = Deferred::<i32>::new();
+    let s = seen.clone();
+    let d0 = d0.add_callback(move |v| {
+        s.lock().unwrap().push(format!("d0 cb got {v}"));
+        Ok(v + 1)
+    });
+    let (d1, r1) = Deferred::<i32>::new();
+    let slot: Arc<Mutex<Option<Deferred<()>>>> = Arc::new(Mutex::new(None));
+    let s = seen.clone();
+    let pauser = slot.clone();
+    let d1 = d1
+        .add_callback(move |v| {
+            s.lock().unwrap().push("d1 pauses itself".to_owned());
+            if let Some(d) = pauser.lock().unwrap().as_ref() {
+                d.pause();
+            }
+            Ok(v)
+        })
+        .chain_deferred(r0);
+    let s = seen.clone();
+    let d1 = d1.add_both(move |r: Result<(), Failure>| {
+        s.lock().unwrap().push("d1 both".to_owned());
+        r
+    });
+    *slot.lock().unwrap() = Some(d1);
+    r1.callback(1).unwrap();
+    let got = seen.lock().unwrap().clone();
+    drop(slot.lock().unwrap().take());
+    assert_eq!(d0.try_take().unwrap().unwrap(), 2);
+    // Twisted: ['d1 pauses itself', 'd0 cb got 1', 'd1 both'].
+    assert_eq!(got, ["d1 pauses itself", "d0 cb got 1", "d1 both"]);
+}
