@@ -29,7 +29,7 @@ TWISTED = "twisted==26.10.0"
 # Ops that use a Deferred's consumer side (its `Deferred` handle in Rust).
 # A Deferred returned from a callback is moved into that chain in Rust, so
 # these are never generated for it afterwards (DIFFERENCES.md, D3).
-CONSUMER_OPS = {"drop", "cb", "cbs", "cbfail", "cbpanic", "cbret", "ebret", "cbfire", "cbcancel", "cbdo",
+CONSUMER_OPS = {"drop", "ebfail", "cb", "cbs", "cbfail", "cbpanic", "cbret", "ebret", "cbfire", "cbcancel", "cbdo",
                 "ebrec", "eberr", "both", "pause", "unpause", "cancel", "chain"}
 
 
@@ -40,6 +40,8 @@ class Model:
         self.created = set()
         self.consumed = set()
         self.pauses = {}
+        # Deferreds made by succeed()/fail(): they have no Resolver.
+        self.no_resolver = set()
         # "running a's chain may touch b": a -> {b: via_return}. Edges come
         # from chain/cbfire/cbcancel (a's callback fires or cancels b) and,
         # both ways, from cbret/ebret (the outer's callback looks at the
@@ -72,10 +74,14 @@ class Model:
 
     def valid(self, w):
         op, a = w[0], [int(x) for x in w[1:] if x.lstrip("-").isdigit()]
-        if op in ("new", "newc"):
+        if op in ("new", "newc", "newok", "newerr"):
             return a[0] not in self.created
         i = a[0]
         if i not in self.created:
+            return False
+        if op in ("fire", "fail") and i in self.no_resolver:
+            return False
+        if op in ("cbfire", "chain") and a[1] in self.no_resolver:
             return False
         if op in CONSUMER_OPS and i in self.consumed:
             return False
@@ -103,8 +109,10 @@ class Model:
 
     def apply(self, w):
         op, a = w[0], [int(x) for x in w[1:] if x.lstrip("-").isdigit()]
-        if op in ("new", "newc"):
+        if op in ("new", "newc", "newok", "newerr"):
             self.created.add(a[0])
+            if op in ("newok", "newerr"):
+                self.no_resolver.add(a[0])
         elif op == "drop":
             self.consumed.add(a[0])
         elif op in ("cbret", "ebret"):
@@ -145,28 +153,35 @@ def gen_script(rng, max_ops=18, max_d=4):
         choices = []
         if len(created) < n_d:
             choices += [("create", 6 if not created else 3)]
-        if created:
+        firable = [c for c in created if c not in m.no_resolver]
+        if firable:
             choices += [("fire", 3), ("fail", 2)]
         if live:
             choices += [("cb", 4), ("cbfail", 1), ("cbpanic", 1), ("ebrec", 2), ("eberr", 1),
                         ("both", 1), ("pause", 1), ("unpause", 4), ("cancel", 2),
                         ("cbfire", 1), ("cbcancel", 1), ("chain", 1), ("cbdo", 3),
-                        ("cbs", 1), ("drop", 1)]
+                        ("cbs", 1), ("drop", 1), ("ebfail", 1)]
             if len(live) > 1:
                 choices += [("cbret", 6), ("ebret", 2)]
+        if not choices:
+            break  # every Deferred is spent: end the script here
         kinds, weights = zip(*choices)
         kind = rng.choices(kinds, weights)[0]
         k = rng.randint(1, 9)
         if kind == "create":
             i = len(created)
-            mode = rng.choice(["new", "new", "none", "cb", "eb"])
-            w = ["new", str(i)] if mode == "new" else ["newc", str(i), mode] + (
-                [str(k)] if mode != "none" else [])
+            mode = rng.choice(["new", "new", "none", "cb", "eb", "ok", "err"])
+            if mode == "new":
+                w = ["new", str(i)]
+            elif mode in ("ok", "err"):
+                w = ["new" + mode, str(i), str(k)]
+            else:
+                w = ["newc", str(i), mode] + ([str(k)] if mode != "none" else [])
         elif kind in ("fire", "fail"):
-            w = [kind, str(rng.choice(created)), str(k)]
+            w = [kind, str(rng.choice(firable)), str(k)]
         else:
             i = rng.choice(live)
-            if kind in ("cb", "cbfail", "cbpanic", "ebrec"):
+            if kind in ("cb", "cbfail", "cbpanic", "ebrec", "ebfail"):
                 w = [kind, str(i), str(k)]
             elif kind == "cbs":
                 w = [kind, str(i), str(k), str(rng.randint(0, 9))]

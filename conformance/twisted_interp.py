@@ -34,7 +34,7 @@ class PanicError(Exception):
         self.k = k
 
 
-CONSUMER_OPS = {"drop", "cb", "cbs", "cbfail", "cbpanic", "cbret", "ebret", "cbfire", "cbcancel", "cbdo",
+CONSUMER_OPS = {"drop", "ebfail", "cb", "cbs", "cbfail", "cbpanic", "cbret", "ebret", "cbfire", "cbcancel", "cbdo",
                 "ebrec", "eberr", "both", "pause", "unpause", "cancel", "chain"}
 
 
@@ -95,6 +95,10 @@ class Script:
         tag = f"@{n}"
         if name == "new":
             self.ds[a[0]] = defer.Deferred()
+        elif name == "newok":
+            self.ds[a[0]] = defer.succeed(a[1])
+        elif name == "newerr":
+            self.ds[a[0]] = defer.fail(Failure(MyError(a[1])))
         elif name == "newc":
             i, mode = a[0], w[2]
             def canceller(d, i=i, mode=mode, arg=(int(w[3]) if len(w) > 3 else 0)):
@@ -203,6 +207,12 @@ class Script:
             def f(fl, v=v):
                 self.log(f"{tag} ebrec got err {fmt_failure(fl)}")
                 return v
+            self.ds[i].addErrback(f)
+        elif name == "ebfail":
+            i, k = a
+            def f(fl, k=k):
+                self.log(f"{tag} ebfail got err {fmt_failure(fl)}")
+                raise MyError(k)
             self.ds[i].addErrback(f)
         elif name == "eberr":
             i = a[0]

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, Once};
 
 use tokio_deferred::{
     AlreadyCalledError, CancelHandle, CancelledError, Deferred, Failure, PanicError, Resolver,
+    fail, succeed,
 };
 
 /// The value carried by every Deferred of a script: Python's `int | None`.
@@ -142,6 +143,15 @@ impl Script {
                 self.put(i, d);
                 self.rs[i] = Some(r);
             }
+            "newok" | "newerr" => {
+                self.slot(i);
+                let d = if w[0] == "newok" {
+                    succeed(Some(num(w, 2)))
+                } else {
+                    fail(MyError(num(w, 2)))
+                };
+                self.put(i, d);
+            }
             "newc" => {
                 self.slot(i);
                 let mode = w[2].to_owned();
@@ -258,6 +268,16 @@ impl Script {
                     log.push(format!("{tag} ebrec got err {}", fmt_failure(&f)));
                     Ok(Some(v))
                 });
+                self.put(i, d);
+            }
+            "ebfail" => {
+                let k = num(w, 2);
+                let d = self
+                    .take(i)
+                    .add_errback(move |f: Failure| -> Result<Val, Failure> {
+                        log.push(format!("{tag} ebfail got err {}", fmt_failure(&f)));
+                        Err(Failure::new(MyError(k)))
+                    });
                 self.put(i, d);
             }
             "eberr" => {
