@@ -357,6 +357,7 @@ def main():
     ap.add_argument("--n", type=int, default=500, help="number of scripts (500)")
     ap.add_argument("--seed", type=int, default=1, help="generator seed (1)")
     ap.add_argument("--max-ops", type=int, default=18, help="ops per script, at most (18)")
+    ap.add_argument("--max-d", type=int, default=4, help="Deferreds per script, at most (4)")
     ap.add_argument("--no-shrink", action="store_true", help="report failures unshrunk")
     ap.add_argument("--show", type=int, default=3, help="failures to shrink and print (3)")
     ap.add_argument("--record-golden", action="store_true",
@@ -366,7 +367,7 @@ def main():
     WORK.mkdir(parents=True, exist_ok=True)
     py = ensure_venv()
     rng = random.Random(args.seed)
-    scripts = [(f"s{args.seed}-{n}", gen_script(rng, args.max_ops)) for n in range(args.n)]
+    scripts = [(f"s{args.seed}-{n}", gen_script(rng, args.max_ops, args.max_d)) for n in range(args.n)]
 
     if args.record_golden:
         # Only scripts whose traces need no normalization, so that the Rust
