@@ -309,9 +309,11 @@ def run_rust(scripts):
     path, out = WORK / "scripts-rs.txt", WORK / "traces-rs.txt"
     write_scripts(path, scripts)
     env = dict(os.environ, CONFORMANCE_SCRIPTS=str(path), CONFORMANCE_OUT=str(out))
-    subprocess.run(["cargo", "test", "--quiet", "--test", "conformance", "--",
-                    "--ignored", "--exact", "replay_scripts_from_env"],
-                   cwd=ROOT, env=env, check=True, capture_output=True)
+    done = subprocess.run(["cargo", "test", "--quiet", "--test", "conformance", "--",
+                           "--ignored", "--exact", "replay_scripts_from_env"],
+                          cwd=ROOT, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"the Rust interpreter failed:\n{done.stdout}\n{done.stderr}")
     return parse_traces(out.read_text())
 
 
@@ -382,8 +384,10 @@ def main():
         print(f"recorded {len(scripts)} scripts and Twisted's traces in {gold}")
         return 0
 
-    subprocess.run(["cargo", "test", "--quiet", "--no-run", "--test", "conformance"],
-                   cwd=ROOT, check=True, capture_output=True)
+    built = subprocess.run(["cargo", "test", "--quiet", "--no-run", "--test", "conformance"],
+                           cwd=ROOT, capture_output=True, text=True)
+    if built.returncode != 0:
+        sys.exit(f"cannot build tests/conformance.rs:\n{built.stderr}")
     bad = diff(py, scripts)
     ops_total = sum(len(ops) for _, ops in scripts)
     print(f"seed {args.seed}: {len(scripts)} scripts ({ops_total} ops) compared, "
