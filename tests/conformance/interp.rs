@@ -1,0 +1,530 @@
+//! Interpreter of the conformance op language over tokio-deferred's public
+//! API. The twin of `conformance/twisted_interp.py`: both print the same
+//! trace format, and `conformance/run.py` diffs them. The language and the
+//! trace format are described in `DESIGN-conformance.md`.
+
+use std::cell::Cell;
+use std::sync::{Arc, Mutex, Once};
+
+use tokio_deferred::{
+    AlreadyCalledError, CancelHandle, CancelledError, Deferred, Failure, PanicError, Resolver,
+    fail, succeed,
+};
+
+/// The value carried by every Deferred of a script: Python's `int | None`.
+type Val = Option<i64>;
+
+/// The error raised by the `cbfail` and `fail` ops (Python's `MyError(k)`).
+#[derive(Debug, thiserror::Error)]
+#[error("my error {0}")]
+pub struct MyError(pub i64);
+
+/// The failure of every Deferred still unfired at the end of a script
+/// (normalization N1).
+#[derive(Debug, thiserror::Error)]
+#[error("the script ended")]
+pub struct ScriptEnd;
+
+thread_local! {
+    static QUIET: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Silences the panic message of `cbpanic` ops (and only while a script
+/// runs), keeping the default hook for everything else in the test binary.
+fn install_quiet_hook() {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(Cell::get) {
+                default(info);
+            }
+        }));
+    });
+}
+
+fn fmt_value(v: &Val) -> String {
+    match v {
+        Some(n) => n.to_string(),
+        None => "None".to_owned(),
+    }
+}
+
+fn fmt_failure(f: &Failure) -> String {
+    if let Some(e) = f.downcast_ref::<MyError>() {
+        format!("MyError({})", e.0)
+    } else if let Some(p) = f.downcast_ref::<PanicError>() {
+        format!("Panic({})", p.message())
+    } else if f.is::<CancelledError>() {
+        "CancelledError".to_owned()
+    } else if f.is::<AlreadyCalledError<()>>() {
+        "AlreadyCalledError".to_owned()
+    } else if f.is::<ScriptEnd>() {
+        "ScriptEnd".to_owned()
+    } else {
+        format!("Other({})", f.type_name())
+    }
+}
+
+fn fmt_result(r: &Result<Val, Failure>) -> String {
+    match r {
+        Ok(v) => format!("ok {}", fmt_value(v)),
+        Err(f) => format!("err {}", fmt_failure(f)),
+    }
+}
+
+/// A trace under construction, shared with the callbacks.
+/// Once closed (after the final states), events are no longer recorded:
+/// dropping the Resolvers then fails the unfired Deferreds with
+/// `ResolverDroppedError`, which Twisted has no analogue of (DIFFERENCES.md).
+#[derive(Clone, Default)]
+struct Log(Arc<Mutex<(Vec<String>, bool)>>);
+
+impl Log {
+    fn push(&self, line: String) {
+        let mut log = self.0.lock().unwrap();
+        if !log.1 {
+            log.0.push(line);
+        }
+    }
+
+    fn close(&self) {
+        self.0.lock().unwrap().1 = true;
+    }
+}
+
+/// A Deferred's handle, shared with callbacks that act on it (`cbdo`). It
+/// is taken out while an op uses it, so a callback that runs during that op
+/// and reaches for it finds it unavailable (the Python side mirrors this).
+type Slot = Arc<Mutex<Option<Deferred<Val>>>>;
+
+struct Script {
+    log: Log,
+    ds: Vec<Slot>,
+    rs: Vec<Option<Resolver<Val>>>,
+    consumed: Vec<bool>,
+}
+
+fn num(w: &[&str], k: usize) -> i64 {
+    w.get(k)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("op {w:?}: argument {k} is not a number"))
+}
+
+impl Script {
+    fn slot(&mut self, i: usize) {
+        while self.ds.len() <= i {
+            self.ds.push(Slot::default());
+            self.rs.push(None);
+            self.consumed.push(false);
+        }
+    }
+
+    fn take(&self, i: usize) -> Deferred<Val> {
+        take_slot(&self.ds[i]).expect("op on a consumed Deferred")
+    }
+
+    fn put(&self, i: usize, d: Deferred<Val>) {
+        *self.ds[i].lock().unwrap() = Some(d);
+    }
+
+    fn r(&self, i: usize) -> &Resolver<Val> {
+        self.rs[i].as_ref().expect("op on an uncreated Deferred")
+    }
+
+    fn op(&mut self, n: usize, w: &[&str]) {
+        let tag = format!("@{n}");
+        let log = self.log.clone();
+        let i = num(w, 1) as usize;
+        match w[0] {
+            "new" => {
+                self.slot(i);
+                let (d, r) = Deferred::<Val>::new();
+                self.put(i, d);
+                self.rs[i] = Some(r);
+            }
+            "newok" | "newerr" => {
+                self.slot(i);
+                let d = if w[0] == "newok" {
+                    succeed(Some(num(w, 2)))
+                } else {
+                    fail(MyError(num(w, 2)))
+                };
+                self.put(i, d);
+            }
+            "newc" => {
+                self.slot(i);
+                let mode = w[2].to_owned();
+                let arg = if w.len() > 3 { num(w, 3) } else { 0 };
+                let (d, r) = Deferred::<Val>::with_canceller(move |r: &Resolver<Val>| {
+                    log.push(format!("canceller d{i}"));
+                    match mode.as_str() {
+                        "cb" => drop(r.callback(Some(arg))),
+                        "eb" => drop(r.errback(MyError(arg))),
+                        _ => {}
+                    }
+                });
+                self.put(i, d);
+                self.rs[i] = Some(r);
+            }
+            "cb" => {
+                let k = num(w, 2);
+                let d = self.take(i).add_callback(move |v: Val| {
+                    log.push(format!("{tag} cb got ok {}", fmt_value(&v)));
+                    Ok(Some(v.unwrap_or(0) + k))
+                });
+                self.put(i, d);
+            }
+            "cbs" => {
+                let k = num(w, 2);
+                let v = num(w, 3);
+                let log2 = log.clone();
+                let tag2 = tag.clone();
+                let d = self.take(i).add_callbacks(
+                    move |x: Val| {
+                        log.push(format!("{tag} cbs got ok {}", fmt_value(&x)));
+                        Ok(Some(x.unwrap_or(0) + k))
+                    },
+                    move |f: Failure| {
+                        log2.push(format!("{tag2} cbs got err {}", fmt_failure(&f)));
+                        Ok(Some(v))
+                    },
+                );
+                self.put(i, d);
+            }
+            "cbfail" => {
+                let k = num(w, 2);
+                let d = self
+                    .take(i)
+                    .add_callback(move |v: Val| -> Result<Val, Failure> {
+                        log.push(format!("{tag} cbfail got ok {}", fmt_value(&v)));
+                        Err(Failure::new(MyError(k)))
+                    });
+                self.put(i, d);
+            }
+            "cbpanic" => {
+                let k = num(w, 2);
+                let d = self
+                    .take(i)
+                    .add_callback(move |v: Val| -> Result<Val, Failure> {
+                        log.push(format!("{tag} cbpanic got ok {}", fmt_value(&v)));
+                        panic!("{k}")
+                    });
+                self.put(i, d);
+            }
+            "cbret" => {
+                let j = num(w, 2) as usize;
+                let inner = self.take(j);
+                self.consumed[j] = true;
+                let d = self.take(i).add_callback(move |v: Val| {
+                    log.push(format!("{tag} cbret got ok {}", fmt_value(&v)));
+                    inner
+                });
+                self.put(i, d);
+            }
+            "ebret" => {
+                let j = num(w, 2) as usize;
+                let inner = self.take(j);
+                self.consumed[j] = true;
+                let d = self.take(i).add_errback(move |f: Failure| {
+                    log.push(format!("{tag} ebret got err {}", fmt_failure(&f)));
+                    inner
+                });
+                self.put(i, d);
+            }
+            "cbfire" => {
+                let j = num(w, 2) as usize;
+                let v = num(w, 3);
+                let target = self.r(j).clone();
+                let d = self.take(i).add_callback(move |x: Val| {
+                    log.push(format!("{tag} cbfire got ok {}", fmt_value(&x)));
+                    let outcome = match target.callback(Some(v)) {
+                        Ok(()) => "ok",
+                        Err(_) => "AlreadyCalledError",
+                    };
+                    log.push(format!("{tag} fire d{j}: {outcome}"));
+                    Ok(x)
+                });
+                self.put(i, d);
+            }
+            "cbcancel" => {
+                let j = num(w, 2) as usize;
+                let target: CancelHandle = {
+                    let slot = self.ds[j].lock().unwrap();
+                    slot.as_ref()
+                        .expect("op on a consumed Deferred")
+                        .cancel_handle()
+                };
+                let d = self.take(i).add_callback(move |x: Val| {
+                    log.push(format!("{tag} cbcancel got ok {}", fmt_value(&x)));
+                    target.cancel();
+                    Ok(x)
+                });
+                self.put(i, d);
+            }
+            "ebrec" => {
+                let v = num(w, 2);
+                let d = self.take(i).add_errback(move |f: Failure| {
+                    log.push(format!("{tag} ebrec got err {}", fmt_failure(&f)));
+                    Ok(Some(v))
+                });
+                self.put(i, d);
+            }
+            "ebfail" => {
+                let k = num(w, 2);
+                let d = self
+                    .take(i)
+                    .add_errback(move |f: Failure| -> Result<Val, Failure> {
+                        log.push(format!("{tag} ebfail got err {}", fmt_failure(&f)));
+                        Err(Failure::new(MyError(k)))
+                    });
+                self.put(i, d);
+            }
+            "eberr" => {
+                let d = self
+                    .take(i)
+                    .add_errback(move |f: Failure| -> Result<Val, Failure> {
+                        log.push(format!("{tag} eberr got err {}", fmt_failure(&f)));
+                        Err(f)
+                    });
+                self.put(i, d);
+            }
+            "both" => {
+                let d = self.take(i).add_both(move |r: Result<Val, Failure>| {
+                    log.push(format!("{tag} both got {}", fmt_result(&r)));
+                    r
+                });
+                self.put(i, d);
+            }
+            "fire" | "fail" => {
+                let v = num(w, 2);
+                let res = if w[0] == "fire" {
+                    self.r(i).callback(Some(v)).map_err(|_| ())
+                } else {
+                    self.r(i).errback(MyError(v)).map_err(|_| ())
+                };
+                let outcome = if res.is_ok() {
+                    "ok"
+                } else {
+                    "AlreadyCalledError"
+                };
+                self.log.push(format!("{tag} {} d{i}: {outcome}", w[0]));
+            }
+            "drop" => {
+                drop(self.take(i));
+                self.consumed[i] = true;
+            }
+            "pause" | "unpause" | "cancel" => {
+                let d = self.take(i);
+                simple_op(w[0], &d);
+                self.put(i, d);
+            }
+            "cbdo" => {
+                let sub = w[2].to_owned();
+                let j = num(w, 3) as usize;
+                let k = if w.len() > 4 { num(w, 4) } else { 0 };
+                let slot = self.ds[j].clone();
+                let d = self.take(i).add_callback(move |x: Val| {
+                    log.push(format!("{tag} cbdo got ok {}", fmt_value(&x)));
+                    let Some(d) = take_slot(&slot) else {
+                        log.push(format!("{tag} d{j} unavailable"));
+                        return Ok(x);
+                    };
+                    let d = if sub == "cb" {
+                        let log = log.clone();
+                        d.add_callback(move |v: Val| {
+                            log.push(format!("{tag}+ cb got ok {}", fmt_value(&v)));
+                            Ok(Some(v.unwrap_or(0) + k))
+                        })
+                    } else {
+                        simple_op(&sub, &d);
+                        d
+                    };
+                    *slot.lock().unwrap() = Some(d);
+                    Ok(x)
+                });
+                self.put(i, d);
+            }
+            "chain" => {
+                let j = num(w, 2) as usize;
+                let target = self.r(j).clone();
+                let d = self
+                    .take(i)
+                    .chain_deferred(target)
+                    .add_callback(|()| Ok(None));
+                self.put(i, d);
+            }
+            other => panic!("unknown op {other:?}"),
+        }
+    }
+
+    fn finish(&mut self) {
+        for i in 0..self.ds.len() {
+            if self.consumed[i] {
+                continue;
+            }
+            let Some(d) = take_slot(&self.ds[i]) else {
+                continue;
+            };
+            let line = if !d.is_called() {
+                format!("final d{i} pending")
+            } else if let Some(r) = d.try_take() {
+                // The result is gone: so is the handle (a `cbdo` callback
+                // that runs later finds it unavailable).
+                self.consumed[i] = true;
+                self.log.push(format!("final d{i} {}", fmt_result(&r)));
+                continue;
+            } else {
+                let yn = |b: bool| if b { "yes" } else { "no" };
+                format!(
+                    "final d{i} blocked paused={} waiting={}",
+                    yn(d.is_paused()),
+                    yn(d.is_waiting())
+                )
+            };
+            self.log.push(line);
+            self.put(i, d);
+        }
+        self.log.close();
+        // Normalization N1 (DIFFERENCES.md): every unfired Deferred fails
+        // with ScriptEnd, in index order, as on the Python side, instead of
+        // failing with ResolverDroppedError whenever its last Resolver
+        // happens to go (which Twisted has no analogue of). The handles are
+        // still in their slots, for `cbdo` callbacks that run now.
+        for r in self.rs.iter().flatten() {
+            if !r.is_called() {
+                drop(r.errback(ScriptEnd));
+            }
+        }
+        // Then the handles go (a `cbdo` callback may hold the slot of its
+        // own Deferred: emptying the slots breaks such cycles, as Python's
+        // gc would), then the Resolvers.
+        for slot in &self.ds {
+            drop(take_slot(slot));
+        }
+        for r in self.rs.iter_mut() {
+            drop(r.take());
+        }
+    }
+}
+
+/// Takes a handle out of its slot, without holding the lock afterwards.
+fn take_slot(slot: &Slot) -> Option<Deferred<Val>> {
+    slot.lock().unwrap().take()
+}
+
+fn simple_op(op: &str, d: &Deferred<Val>) {
+    match op {
+        "pause" => d.pause(),
+        "unpause" => d.unpause(),
+        "cancel" => d.cancel(),
+        other => panic!("unknown sub-op {other:?}"),
+    }
+}
+
+/// Collects what the `tracing` formatter writes (the unhandled-error events).
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Turns the captured unhandled-error events into `unhandled <error>`
+/// lines, sorted. `ResolverDroppedError` (dropping the Resolvers at the end
+/// of a script) has no Twisted analogue and is left out (DIFFERENCES.md).
+///
+/// An event line reads `ERROR tokio_deferred::unhandled: Unhandled error in
+/// Deferred: <failure> failure=<failure> error_type="<type>" ...`.
+fn unhandled_lines(capture: &Capture) -> Vec<String> {
+    let text = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+    let mut out: Vec<String> = text
+        .lines()
+        .filter(|l| l.contains("tokio_deferred::unhandled"))
+        .filter_map(|l| {
+            let ty = l.split("error_type=\"").nth(1)?.split('"').next()?;
+            let msg = l.split("in Deferred: ").nth(1)?.split(" failure=").next()?;
+            let last = msg.rsplit(' ').next().unwrap_or("?");
+            let short = ty.rsplit("::").next().unwrap_or(ty);
+            let short = short.split('<').next().unwrap_or(short);
+            match short {
+                "ResolverDroppedError" => None,
+                "MyError" => Some(format!("unhandled MyError({last})")),
+                "PanicError" => Some(format!("unhandled Panic({last})")),
+                other => Some(format!("unhandled {other}")),
+            }
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Runs one script (its ops, one per line) and returns its trace lines.
+pub fn run_script(ops: &[String]) -> Vec<String> {
+    install_quiet_hook();
+    let log = Log::default();
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .without_time()
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        QUIET.with(|q| q.set(true));
+        let mut s = Script {
+            log: log.clone(),
+            ds: Vec::new(),
+            rs: Vec::new(),
+            consumed: Vec::new(),
+        };
+        for (n, op) in ops.iter().enumerate() {
+            let w: Vec<&str> = op.split_whitespace().collect();
+            s.op(n, &w);
+        }
+        s.finish();
+        // Resolvers and Deferreds are dropped here, after the trace is done.
+    }));
+    QUIET.with(|q| q.set(false));
+    let mut lines = std::mem::take(&mut log.0.lock().unwrap().0);
+    if outcome.is_err() {
+        lines.push("escaped panic".to_owned());
+    }
+    lines.extend(unhandled_lines(&capture));
+    lines
+}
+
+/// Parses a scripts file: each script starts with a `== name` header line,
+/// followed by one op per line.
+pub fn parse_scripts(text: &str) -> Vec<(String, Vec<String>)> {
+    let mut scripts: Vec<(String, Vec<String>)> = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if line.starts_with("==") {
+            scripts.push((line.to_owned(), Vec::new()));
+        } else if let Some(last) = scripts.last_mut() {
+            last.1.push(line.to_owned());
+        }
+    }
+    scripts
+}
+
+/// Runs every script of a scripts file and returns the whole trace text.
+pub fn run_all(text: &str) -> String {
+    let mut out = String::new();
+    for (header, ops) in parse_scripts(text) {
+        out.push_str(&header);
+        out.push('\n');
+        for line in run_script(&ops) {
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    out
+}
