@@ -340,7 +340,9 @@ pub(crate) trait Core: Send + Sync + 'static {
     /// call [`run_chain`].
     fn add_link(&self, link: Box<dyn Link>) -> bool;
     /// Runs links while it can. The caller holds the runner token.
-    fn run_links(self: Arc<Self>) -> Stop;
+    /// `check_pause`: stop at once if paused (Twisted checks when it starts
+    /// or switches to a Deferred, not when a nested call returns to it).
+    fn run_links(self: Arc<Self>, check_pause: bool) -> Stop;
     /// If this Deferred has a final result, moves it into `link`'s output and
     /// gives the link back; otherwise appends a continuation that will hand
     /// the link back to `outer` and returns `None`.
@@ -368,16 +370,27 @@ pub(crate) trait Core: Send + Sync + 'static {
 pub(crate) fn run_chain(start: Arc<dyn Core>) {
     let mut stack: Vec<Arc<dyn Core>> = Vec::new();
     let mut current = start;
+    // A Deferred we come back to after a nested one (chain_deferred's
+    // target) goes on without a pause check, as Twisted's nested
+    // `d.callback()` returns into a loop that does not re-check `paused`.
+    let mut check_pause = true;
     loop {
-        match current.run_links() {
+        match current.run_links(check_pause) {
             Stop::Released => match stack.pop() {
-                Some(next) => current = next,
+                Some(next) => {
+                    current = next;
+                    check_pause = false;
+                }
                 None => return,
             },
-            Stop::Switch(next) => current = next,
+            Stop::Switch(next) => {
+                current = next;
+                check_pause = true;
+            }
             Stop::Nested(me, next) => {
                 stack.push(me);
                 current = next;
+                check_pause = true;
             }
         }
     }
@@ -413,6 +426,11 @@ struct State<T: Send + 'static> {
     running: bool,
     suppress_already_called: bool,
     consumer: bool,
+    /// Twisted's armed `DebugInfo.failResult`: the result is a failure that
+    /// was at rest at the end of a completed (unpaused) run. When the state
+    /// goes away without its handle having reported (the handle moved into
+    /// a chain), only an armed failure is reported, as in Twisted.
+    armed: bool,
     paused: u32,
     waiting: Option<Weak<dyn Core>>,
     canceller: Canceller<T>,
@@ -424,7 +442,9 @@ impl<T: Send + 'static> State<T> {
     /// Unfired when `result` is `None`, fired with it otherwise.
     fn new(result: Option<Res<T>>, canceller: Canceller<T>, debug: DebugInfo) -> Self {
         let called = result.is_some();
+        let armed = matches!(result, Some(Err(_)));
         State {
+            armed,
             links: VecDeque::new(),
             rest: if called { Rest::Source } else { Rest::Unfired },
             source: result,
@@ -455,6 +475,7 @@ impl<T: Send + 'static> State<T> {
     /// Feeds the current result to `sink`; returns the emptied holder so it
     /// can be dropped after the lock is released.
     fn take_rest_into(&mut self, sink: &mut dyn FnMut(&mut dyn Any)) -> Option<Box<dyn Link>> {
+        self.armed = false;
         match mem::replace(&mut self.rest, Rest::Taken) {
             Rest::Source => {
                 sink(&mut self.source);
@@ -485,6 +506,7 @@ impl<T: Send + 'static> State<T> {
     }
 
     fn take_failure(&mut self) -> Option<Failure> {
+        self.armed = false;
         match &mut self.rest {
             Rest::Source => slot_take_failure(&mut self.source),
             Rest::Holder(h) => h.take_failure(),
@@ -678,6 +700,7 @@ impl<T: Send + 'static> Inner<T> {
     /// Ends a run: releases the token and collects what to do outside the lock.
     fn finish(st: &mut State<T>) -> Finish {
         st.running = false;
+        st.armed = matches!(st.result_state(), ResultState::Err(_));
         let waker = if st.links.is_empty() {
             st.waker.take()
         } else {
@@ -729,14 +752,13 @@ impl<T: Send + 'static> Core for Inner<T> {
         }
     }
 
-    fn run_links(self: Arc<Self>) -> Stop {
+    fn run_links(self: Arc<Self>, mut check_pause: bool) -> Stop {
         // `held`: the link whose output slot holds the current result while
         // the chain runs; `None` means the result is in the state.
         let mut held: Option<Box<dyn Link>> = None;
-        // Twisted checks `paused` when it starts (or comes back to) a
+        // Twisted checks `paused` when it starts (or switches to) a
         // Deferred, not between its callbacks: a callback that pauses its own
         // Deferred does not stop the callbacks already queued behind it.
-        let mut check_pause = true;
         loop {
             let mut st = self.lock();
             if held.is_none() && check_pause && st.paused > 0 {
@@ -932,6 +954,9 @@ impl<T: Send + 'static> Core for Inner<T> {
         let mut st = self.lock();
         st.consumer = false;
         let waker = st.waker.take();
+        // Any failure at rest is reported here, even a paused one: with the
+        // handle gone nobody can unpause it any more (Rust does better than
+        // Twisted, which reports only an armed failure).
         if st.called && !st.running && st.waiting.is_none() {
             let failure = st.take_failure();
             let info = failure.as_ref().map(|_| DebugSummary {
@@ -957,6 +982,26 @@ impl<T: Send + 'static> Core for Inner<T> {
             callbacks: st.links.len(),
             result: st.result_state(),
             taken: matches!(st.rest, Rest::Taken) && st.called && !st.running,
+        }
+    }
+}
+
+impl<T: Send + 'static> Drop for Inner<T> {
+    /// A failure still in the state when it goes away was never consumed:
+    /// e.g. a paused Deferred returned from a callback, whose handle moved
+    /// into the chain (Twisted reports it when the Deferred is collected).
+    fn drop(&mut self) {
+        let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        if !st.armed {
+            return;
+        }
+        if let Some(failure) = st.take_failure() {
+            report_unhandled(
+                &failure,
+                st.debug.created,
+                st.debug.fired,
+                &st.debug.describe(),
+            );
         }
     }
 }

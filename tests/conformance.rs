@@ -69,7 +69,7 @@ fn replay_scripts_from_env() {
     std::fs::write(&output, interp::run_all(&scripts)).expect("write the traces");
 }
 
-// KNOWN CORE BUG K2 (conformance/DIFFERENCES.md), ignored until the core is
+// Core bug K2 (conformance/DIFFERENCES.md), found by the runner and fixed; was
 // fixed. Found by the runner (seed 5, script 1072, shrunk to 7 ops:
 // `new 0; newc 1 eb 1; cbdo 1 pause 1; chain 1 0; both 1; cb 0 1; fire 1 1`).
 // A callback pauses its own Deferred; as in Twisted, the callbacks already
@@ -81,8 +81,8 @@ fn replay_scripts_from_env() {
 // Twisted: defer.py `_runCallbacks` (its inner loop never re-checks `paused`;
 // reference §2.4), no dedicated test in test_defer.py.
 #[test]
-#[ignore = "KNOWN CORE BUG K2: a chain_deferred link makes a self-pause stop the current pass"]
-fn known_bug_k2_self_pause_does_not_stop_the_pass_after_chain_deferred() {
+
+fn bug_k2_self_pause_does_not_stop_the_pass_after_chain_deferred() {
     use std::sync::{Arc, Mutex};
     use tokio_deferred::{Deferred, Failure};
 
@@ -120,15 +120,15 @@ fn known_bug_k2_self_pause_does_not_stop_the_pass_after_chain_deferred() {
     assert_eq!(got, ["d1 pauses itself", "d0 cb got 1", "d1 both"]);
 }
 
-// KNOWN CORE BUG K1 (conformance/DIFFERENCES.md), ignored until the core is
+// Core bug K1 (conformance/DIFFERENCES.md), found by the runner and fixed; was
 // fixed. d0 fails, then is paused, then returned from d1's errback: d1 waits
 // on it forever, and when both are let go the failure disappears without an
 // unhandled-error report. Twisted reports it (the failure was armed before
 // the pause). Expected lines are Twisted 26.10's trace of the same script.
 // Twisted: test_defer.py LogTests (unhandled errors are logged at collection).
 #[test]
-#[ignore = "KNOWN CORE BUG K1: a failure in a paused Deferred returned from a callback is lost"]
-fn known_bug_k1_failure_in_a_returned_paused_deferred_is_reported() {
+
+fn bug_k1_failure_in_a_returned_paused_deferred_is_reported() {
     let ops: Vec<String> = ["new 0", "fail 0 3", "pause 0", "new 1", "ebret 1 0"]
         .map(str::to_owned)
         .to_vec();

@@ -191,7 +191,7 @@ fn worker(world: &World, thread: u64, ops: u64) {
 }
 
 /// A broken invariant, or one of the two known core races (see
-/// `known_race_*` below) that the default run tolerates and counts.
+/// `race_a_*`, `race_b_*` below) that the default run tolerates and counts.
 enum Broken {
     Invariant(String),
     KnownRace(String),
@@ -299,11 +299,9 @@ fn threads_never_lose_or_duplicate_results_or_callbacks() {
             Err(Broken::KnownRace(e)) => known.push(format!("#{n}: {e}")),
         }
     }
-    // KNOWN CORE BUG (races A and B, see `known_race_*`): tolerated unless
-    // TOKIO_DEFERRED_STRESS_STRICT=1, until the core is fixed.
-    if std::env::var_os("TOKIO_DEFERRED_STRESS_STRICT").is_some() {
-        failures.extend(known.iter().cloned());
-    }
+    // Races A and B (see `race_a_*`, `race_b_*`) were core bugs, fixed in
+    // `cancel_one`; their checks now count as broken invariants.
+    failures.extend(known.iter().cloned());
     assert!(
         failures.is_empty(),
         "{} of {} Deferreds broke an invariant:\n{}",
@@ -318,7 +316,7 @@ fn threads_never_lose_or_duplicate_results_or_callbacks() {
     );
     println!(
         "{total} ops over {} Deferreds: {fired} fired, {cancelled} cancelled, \
-         {} known cancel races tolerated",
+         {} cancel races (must be 0)",
         all.len(),
         known.len()
     );
@@ -351,7 +349,7 @@ fn race<S: Sync>(
     states.into_iter().map(check).filter(|ok| !ok).count()
 }
 
-// KNOWN CORE BUG, race A (ignored until the core is fixed): `cancel()` on a
+// Race A (a core bug found by this test, fixed in `cancel_one`): `cancel()` on a
 // Deferred with no canceller sets the "swallow one late fire" flag, releases
 // the lock, then fails the Deferred. If a `callback()` fires it in between,
 // the cancel is a no-op in effect, but the flag stays armed: a later,
@@ -359,8 +357,8 @@ fn race<S: Sync>(
 // returning `AlreadyCalledError`. Twisted (single-threaded) never arms the
 // flag on a Deferred that ends up fired by someone else.
 #[test]
-#[ignore = "KNOWN CORE BUG: cancel() racing callback() arms the late-fire swallow (race A)"]
-fn known_race_a_cancel_losing_to_callback_must_not_swallow_a_later_fire() {
+
+fn race_a_cancel_losing_to_callback_must_not_swallow_a_later_fire() {
     let hits = race(
         200_000,
         Deferred::<u32>::new,
@@ -379,7 +377,7 @@ fn known_race_a_cancel_losing_to_callback_must_not_swallow_a_later_fire() {
     );
 }
 
-// KNOWN CORE BUG, race B (ignored until the core is fixed): two concurrent
+// Race B (a core bug found by this test, fixed in `cancel_one`): two concurrent
 // `cancel()`s of a Deferred *with* a canceller. The first takes the
 // canceller out and releases the lock to run it; the second then sees no
 // canceller, behaves as for a canceller-less Deferred (arms the late-fire
@@ -388,8 +386,8 @@ fn known_race_a_cancel_losing_to_callback_must_not_swallow_a_later_fire() {
 // of returning `AlreadyCalledError` (Twisted: a Deferred with a canceller
 // never swallows a late fire).
 #[test]
-#[ignore = "KNOWN CORE BUG: two racing cancel()s treat a canceller as absent (race B)"]
-fn known_race_b_concurrent_cancels_must_not_swallow_a_later_fire() {
+
+fn race_b_concurrent_cancels_must_not_swallow_a_later_fire() {
     let hits = race(
         20_000,
         || Deferred::<u32>::with_canceller(|_r: &Resolver<u32>| std::thread::yield_now()),
