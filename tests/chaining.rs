@@ -5,9 +5,12 @@ mod common;
 use common::*;
 use tokio_deferred::*;
 
-// Twisted: test_defer.py DeferredTests.test_callbackReturnsDeferred
+// Twisted: test_defer.py DeferredTests.test_callbackReturnsDeferred. In
+// Twisted the test pauses d2 after returning it; in Rust d2's handle moves
+// into the chain, so a callback of d2 waiting on a gate stands in for the
+// pause: the outer chain waits until d2's own chain has finished.
 #[test]
-fn a_returned_paused_deferred_holds_the_chain_until_unpaused() {
+fn a_returned_deferred_holds_the_chain_until_its_own_chain_finishes() {
     let log = Log::new();
     let (d1, r1) = Deferred::<i32>::new();
     let (d2, r2) = Deferred::<i32>::new();
