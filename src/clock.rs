@@ -394,6 +394,22 @@ struct ManualInner {
     state: Mutex<ManualState>,
 }
 
+impl Drop for ManualInner {
+    /// Drops the pending calls' functions when the clock goes: a call's
+    /// function may hold the Resolver of a Deferred whose canceller holds the
+    /// call's `DelayedCall` (e.g. `defer_later_with_clock`), a cycle that
+    /// would otherwise keep both alive forever. Dropping the function drops
+    /// that Resolver, so the Deferred fails with `ResolverDroppedError`.
+    fn drop(&mut self) {
+        let heap =
+            std::mem::take(&mut self.state.get_mut().unwrap_or_else(|e| e.into_inner()).heap);
+        for Reverse(entry) in heap {
+            let func = lock(&entry.call.state).func.take();
+            drop(func); // outside the call's lock: it may run user code
+        }
+    }
+}
+
 impl ManualInner {
     fn push(&self, call: Arc<CallShared>, time: Duration, generation: u64, makes_stale: bool) {
         let mut st = lock(&self.state);

@@ -434,3 +434,24 @@ fn time_types_are_send_and_sync() {
     assert_send_sync::<tokio_deferred::LoopingCall>();
     assert_send_sync::<tokio_deferred::DeferredFilesystemLock>();
 }
+
+// Found by the conformance runner (K3): a pending defer_later_with_clock
+// formed a cycle (Deferred -> canceller -> DelayedCall -> function ->
+// Resolver -> Deferred) that outlived its ManualClock.
+#[test]
+fn a_pending_defer_later_is_freed_with_its_clock() {
+    use std::sync::Arc;
+    use tokio_deferred::{Failure, defer_later_with_clock};
+
+    let held = Arc::new(());
+    let clock = ManualClock::new();
+    let inside = held.clone();
+    let d = defer_later_with_clock(&clock, Duration::from_secs(5), || Ok::<u8, Failure>(1))
+        .add_both(move |r| {
+            let _keep = &inside;
+            r
+        });
+    drop(d);
+    drop(clock);
+    assert_eq!(Arc::strong_count(&held), 1, "the callback chain was leaked");
+}
