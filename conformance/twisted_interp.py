@@ -453,24 +453,19 @@ class Script:
         for i in sorted(self.ds):
             if i not in self.consumed:
                 self.paused_failure(self.ds[i])
+        # The waiters of the primitives (N5, below), FIFO, lock then
+        # semaphore then queue.
+        waiters = [d for p in (self.lock, self.sem, self.queue) if p is not None for d in p.waiting]
         # Returned Deferreds whose callback never ran, in the chain of a
-        # Deferred that is not waiting on a primitive: Rust drops their
-        # handle now, with the chain that held it.
-        waiting = set()
-        for p in (self.lock, self.sem, self.queue):
-            if p is not None:
-                waiting.update(id(d) for d in p.waiting)
+        # Deferred that is not such a waiter: Rust drops their handle now,
+        # with the chain that held it.
+        waiting = {id(d) for d in waiters}
         for n, (outer, inner, _) in list(self.unreturned.items()):
             if id(outer) not in waiting:
                 del self.unreturned[n]
                 self.paused_failure(inner)
-        # N5: the primitives go after the handles (fields of the Rust Script), failing
-        # their waiters, FIFO, lock then semaphore then queue.
-        waiters = list(self.lock.waiting)
-        if self.sem is not None:
-            waiters += list(self.sem.waiting)
-        if self.queue is not None:
-            waiters += list(self.queue.waiting)
+        # N5: the primitives go after the handles (they are the last fields
+        # of the Rust Script): their waiters fail with ResolverDroppedError.
         for d in waiters:
             if not d.called:
                 d.errback(Failure(ResolverDroppedError()))
