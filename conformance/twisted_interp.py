@@ -134,8 +134,9 @@ class Script:
         # Deferreds given to cbret/ebret whose callback has not run (or been
         # skipped) yet: op index -> Deferred.
         self.unreturned = {}
-        # Indices of Deferreds made by DERIVED_OPS.
+        # Indices of Deferreds made by DERIVED_OPS, and the inputs of lists.
         self.derived = set()
+        self.inputs = {}
         # The shared primitives, made on first use (or by `queue`/`sem`).
         self.lock = defer.DeferredLock()
         self.sem = None
@@ -151,6 +152,25 @@ class Script:
             self.op(n, op.split())
             self.reap()
         self.final()
+
+    def kept_by(self, waiters):
+        """The ids of the Deferreds that the primitives' waiters keep alive
+        in Rust: the waiters, unfired lists over one of them, and Deferreds
+        waiting on one of them (a returned Deferred's chain holds the outer
+        one)."""
+        kept = {id(d) for d in waiters}
+        grew = True
+        while grew:
+            grew = False
+            for k, d in self.ds.items():
+                if id(d) in kept:
+                    continue
+                via_list = not d.called and any(id(self.ds[j]) in kept for j in self.inputs.get(k, ()))
+                via_wait = d.called and isinstance(d.result, defer.Deferred) and id(d.result) in kept
+                if via_list or via_wait:
+                    kept.add(id(d))
+                    grew = True
+        return kept
 
     def reap(self):
         """N2 again: a Deferred made by a list/primitive op has no Resolver
@@ -188,6 +208,7 @@ class Script:
             self.derived.add(k)
         if name in LIST_OPS:
             ins = list_inputs(w)
+            self.inputs[k] = ins
             inputs = [self.ds[j] for j in ins]
             self.consumed.update(ins)
             if name == "list":
@@ -457,9 +478,9 @@ class Script:
         # semaphore then queue.
         waiters = [d for p in (self.lock, self.sem, self.queue) if p is not None for d in p.waiting]
         # Returned Deferreds whose callback never ran, in the chain of a
-        # Deferred that is not such a waiter: Rust drops their handle now,
+        # Deferred that no waiter keeps alive: Rust drops their handle now,
         # with the chain that held it.
-        waiting = {id(d) for d in waiters}
+        waiting = self.kept_by(waiters)
         for n, (outer, inner, _) in list(self.unreturned.items()):
             if id(outer) not in waiting:
                 del self.unreturned[n]
