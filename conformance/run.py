@@ -33,6 +33,21 @@ CONSUMER_OPS = {"drop", "ebfail", "cb", "cbs", "cbfail", "cbpanic", "cbret", "eb
                 "ebrec", "eberr", "both", "pause", "unpause", "cancel", "chain"}
 
 
+# Ops that make Deferred k (`op k ...`) from others or from a primitive: it
+# has no Resolver in the script.
+LIST_OPS = {"list", "gather", "race"}
+DERIVED_OPS = LIST_OPS | {"acquire", "sacquire", "get", "later"}
+# Ops on the script's shared primitives, naming no Deferred.
+GLOBAL_OPS = {"release", "srelease", "put", "advance", "queue", "sem"}
+
+
+def list_inputs(w):
+    """The input indices of `list k all|first FLAGS i..`, `gather k FLAGS i..`
+    and `race k i..`."""
+    start = {"list": 4, "gather": 3, "race": 2}[w[0]]
+    return [int(x) for x in w[start:]]
+
+
 class Model:
     """What the generator and the shrinker must know to keep a script valid."""
 
@@ -40,6 +55,9 @@ class Model:
         self.created = set()
         self.consumed = set()
         self.pauses = {}
+        # Deferreds ever paused (by `pause` or a `cbdo` callback), or that
+        # may wait on one (cbret/ebret): never moved into a list (D10).
+        self.ever_paused = set()
         # Deferreds made by succeed()/fail(): they have no Resolver.
         self.no_resolver = set()
         # "running a's chain may touch b": a -> {b: via_return}. Edges come
@@ -73,7 +91,22 @@ class Model:
         return sorted(self.created - self.consumed)
 
     def valid(self, w):
-        op, a = w[0], [int(x) for x in w[1:] if x.lstrip("-").isdigit()]
+        op = w[0]
+        if op in GLOBAL_OPS:
+            return True
+        if op in DERIVED_OPS:
+            if int(w[1]) in self.created:
+                return False
+            if op in LIST_OPS:
+                ins = list_inputs(w)
+                # D9: empty first_success()/race() differ on purpose; an
+                # empty list().all() or gather fires at once on both sides.
+                least = 0 if op == "gather" or (op == "list" and w[2] == "all") else 1
+                return (len(ins) >= least and len(set(ins)) == len(ins)
+                        and all(j in self.created and j not in self.consumed
+                                and j not in self.ever_paused for j in ins))
+            return True
+        a = [int(x) for x in w[1:] if x.lstrip("-").isdigit()]
         if op in ("new", "newc", "newok", "newerr"):
             return a[0] not in self.created
         i = a[0]
@@ -108,7 +141,22 @@ class Model:
         return True
 
     def apply(self, w):
-        op, a = w[0], [int(x) for x in w[1:] if x.lstrip("-").isdigit()]
+        op = w[0]
+        if op in GLOBAL_OPS:
+            return
+        if op in DERIVED_OPS:
+            k = int(w[1])
+            self.created.add(k)
+            self.no_resolver.add(k)
+            if op in LIST_OPS:
+                for j in list_inputs(w):
+                    # The input is moved into the list (D3); its chain fires
+                    # the list, and cancelling the list cancels it.
+                    self.consumed.add(j)
+                    self.edges.setdefault(j, {})[k] = False
+                    self.edges.setdefault(k, {})[j] = False
+            return
+        a = [int(x) for x in w[1:] if x.lstrip("-").isdigit()]
         if op in ("new", "newc", "newok", "newerr"):
             self.created.add(a[0])
             if op in ("newok", "newerr"):
@@ -117,6 +165,9 @@ class Model:
             self.consumed.add(a[0])
         elif op in ("cbret", "ebret"):
             self.consumed.add(a[1])
+            if a[1] in self.ever_paused:
+                # i may end up waiting on a paused Deferred (D10).
+                self.ever_paused.add(a[0])
             # Both ways: the outer's callback looks at the returned Deferred,
             # and the returned Deferred's completion resumes the outer.
             self.edges.setdefault(a[1], {})[a[0]] = True
@@ -124,10 +175,13 @@ class Model:
         elif op in ("cbfire", "chain", "cbcancel", "cbdo"):
             e = self.edges.setdefault(a[0], {})
             e[a[1]] = e.get(a[1], False)
+            if op == "cbdo" and w[2] == "pause":
+                self.ever_paused.add(a[1])
             if op == "cbdo" and w[2] == "unpause":
                 self.pauses[a[1]] -= 1
         elif op == "pause":
             self.pauses[a[0]] = self.pauses.get(a[0], 0) + 1
+            self.ever_paused.add(a[0])
         elif op == "unpause":
             self.pauses[a[0]] -= 1
 
@@ -142,17 +196,31 @@ def check(ops):
     return True
 
 
-def gen_script(rng, max_ops=18, max_d=4):
+def gen_script(rng, max_ops=18, max_d=4, max_x=3):
     m = Model()
     ops = []
     n_ops = rng.randint(3, max_ops)
     n_d = rng.randint(2, max_d)
+    # Deferreds made by list/gather/race/lock/semaphore/queue/clock ops.
+    n_x = rng.randint(0, max_x)
+    n_made = 0
+    if n_x and rng.random() < 0.3:
+        ops.append(f"sem {rng.randint(1, 3)}")
+    if n_x and rng.random() < 0.5:
+        lim = lambda: rng.choice(["-", "0", "1", "2"])  # noqa: E731
+        ops.append(f"queue {lim()} {lim()}")
     while len(ops) < n_ops:
         created = sorted(m.created)
         live = m.live()
         choices = []
-        if len(created) < n_d:
+        if n_made < n_d:
             choices += [("create", 6 if not created else 3)]
+        if n_made < n_d + n_x and created:
+            choices += [("acquire", 1), ("sacquire", 1), ("get", 1), ("later", 1)]
+            if live:
+                choices += [("list", 2), ("gather", 1), ("race", 1)]
+        if n_x:
+            choices += [("release", 1), ("srelease", 1), ("put", 1), ("advance", 1)]
         firable = [c for c in created if c not in m.no_resolver]
         if firable:
             choices += [("fire", 3), ("fail", 2)]
@@ -168,7 +236,25 @@ def gen_script(rng, max_ops=18, max_d=4):
         kinds, weights = zip(*choices)
         kind = rng.choices(kinds, weights)[0]
         k = rng.randint(1, 9)
-        if kind == "create":
+        if kind in DERIVED_OPS:
+            n_made += 1
+            w = [kind, str(len(created))]
+            if kind in LIST_OPS:
+                free = [j for j in live if j not in m.ever_paused] or live
+                ins = rng.sample(free, rng.randint(0 if rng.random() < 0.1 else 1, min(3, len(free))))
+                if kind == "list":
+                    w += [rng.choice(["all", "all", "first"]), rng.choice(["-", "e", "c", "ec"])]
+                elif kind == "gather":
+                    w += [rng.choice(["-", "c"])]
+                w += [str(j) for j in ins]
+            elif kind == "later":
+                w += [str(rng.randint(0, 3)), str(k)]
+        elif kind in ("put", "advance"):
+            w = [kind, str(k if kind == "put" else rng.randint(0, 2))]
+        elif kind in ("release", "srelease"):
+            w = [kind]
+        elif kind == "create":
+            n_made += 1
             i = len(created)
             mode = rng.choice(["new", "new", "none", "cb", "eb", "ok", "err"])
             if mode == "new":
@@ -250,6 +336,10 @@ def holds_cycle(ops):
         w = op.split()
         if w[0] in ("chain", "cbfire", "cbret", "ebret"):
             edges.setdefault(int(w[1]), set()).add(int(w[2]))
+        elif w[0] in LIST_OPS:
+            # Each input's chain owns the list's shared state and Resolver.
+            for j in list_inputs(w):
+                edges.setdefault(j, set()).add(int(w[1]))
 
     def reach(src, dst):
         seen, todo = set(), [src]
@@ -361,6 +451,8 @@ def main():
     ap.add_argument("--seed", type=int, default=1, help="generator seed (1)")
     ap.add_argument("--max-ops", type=int, default=18, help="ops per script, at most (18)")
     ap.add_argument("--max-d", type=int, default=4, help="Deferreds per script, at most (4)")
+    ap.add_argument("--max-x", type=int, default=3,
+                    help="Deferreds made by list/lock/queue/clock ops per script, at most (3)")
     ap.add_argument("--no-shrink", action="store_true", help="report failures unshrunk")
     ap.add_argument("--show", type=int, default=3, help="failures to shrink and print (3)")
     ap.add_argument("--record-golden", action="store_true",
@@ -370,7 +462,7 @@ def main():
     WORK.mkdir(parents=True, exist_ok=True)
     py = ensure_venv()
     rng = random.Random(args.seed)
-    scripts = [(f"s{args.seed}-{n}", gen_script(rng, args.max_ops, args.max_d)) for n in range(args.n)]
+    scripts = [(f"s{args.seed}-{n}", gen_script(rng, args.max_ops, args.max_d, args.max_x)) for n in range(args.n)]
 
     if args.record_golden:
         # Only scripts whose traces need no normalization, so that the Rust

@@ -8,7 +8,7 @@ same text format as the Rust interpreter (tests/conformance/interp.rs).
 import gc
 import sys
 
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.logger import globalLogBeginner
 from twisted.python.failure import Failure
 
@@ -26,6 +26,12 @@ class ScriptEnd(Exception):
     every unfired Deferred with this, in index order."""
 
 
+class ResolverDroppedError(Exception):
+    """N5: tokio-deferred fails a Deferred whose Resolvers are all dropped.
+    At the end of a script the lock, semaphore and queue go, and with them
+    the Resolvers of their waiters; Twisted's waiters would wait forever."""
+
+
 class PanicError(Exception):
     """Stands for a Rust panic (`cbpanic`): Twisted catches every exception."""
 
@@ -38,17 +44,74 @@ CONSUMER_OPS = {"drop", "ebfail", "cb", "cbs", "cbfail", "cbpanic", "cbret", "eb
                 "ebrec", "eberr", "both", "pause", "unpause", "cancel", "chain"}
 
 
+_TWISTED_LIST_CANCEL = defer.DeferredList.cancel
+
+
+def _list_cancel(self):
+    """DeferredList.cancel with tokio-deferred's rules (N6, DIFFERENCES.md),
+    installed for every DeferredList (also those inside gatherResults and
+    the inputs cancelled by race): Twisted's does nothing once the list has
+    fired, even while it waits on a Deferred returned from a callback, and
+    leaves the list unfired when cancelling the inputs did not fire it.
+    tokio-deferred forwards the cancel as for any Deferred, and fails such a
+    list with CancelledError."""
+    if self.called:
+        defer.Deferred.cancel(self)
+    else:
+        _TWISTED_LIST_CANCEL(self)
+        if not self.called:
+            self.errback(Failure(defer.CancelledError()))
+
+
+defer.DeferredList.cancel = _list_cancel
+
+
 def fmt_value(v):
     return "None" if v is None else str(v)
 
 
 def fmt_failure(f):
     e = f.value
+    if isinstance(e, defer.FirstError):
+        return f"FirstError({e.index}, {fmt_failure(e.subFailure)})"
+    if isinstance(e, defer.FailureGroup):
+        return "FailureGroup[" + ", ".join(fmt_failure(x) for x in e.failures) + "]"
+    return fmt_short(f)
+
+
+def fmt_short(f):
+    """A failure in an unhandled-error line: the error's name only (and k)."""
+    e = f.value
     if isinstance(e, MyError):
         return f"MyError({e.k})"
     if isinstance(e, PanicError):
         return f"Panic({e.k})"
     return type(e).__name__
+
+
+# Ops that make a Deferred from others or from a primitive: it has no
+# Resolver in the script, so it is not failed with ScriptEnd (N1).
+LIST_OPS = {"list", "gather", "race"}
+DERIVED_OPS = LIST_OPS | {"acquire", "sacquire", "get", "later"}
+
+
+def list_inputs(w):
+    """The input indices of a list/gather/race op."""
+    start = {"list": 4, "gather": 3, "race": 2}[w[0]]
+    return [int(x) for x in w[start:]]
+
+
+def fmt_list_result(w, r):
+    """The result of a list/gather/race Deferred, as both interpreters print
+    it: `[ok 1, err E]` (DeferredList), `(v, i)` (first success), `[1, 2]`
+    (gather), `(i, v)` (race)."""
+    if isinstance(r, Failure):
+        return "err " + fmt_failure(r)
+    if w[0] == "list" and w[2] == "all":
+        return "ok [" + ", ".join(fmt_result(x) if not ok else "ok " + fmt_value(x) for ok, x in r) + "]"
+    if w[0] == "gather":
+        return "ok [" + ", ".join(fmt_value(x) for x in r) + "]"
+    return f"ok ({fmt_value(r[0])}, {fmt_value(r[1])})"
 
 
 def fmt_result(r):
@@ -71,6 +134,14 @@ class Script:
         # Deferreds given to cbret/ebret whose callback has not run (or been
         # skipped) yet: op index -> Deferred.
         self.unreturned = {}
+        # Indices of Deferreds made by DERIVED_OPS, and the inputs of lists.
+        self.derived = set()
+        self.inputs = {}
+        # The shared primitives, made on first use (or by `queue`/`sem`).
+        self.lock = defer.DeferredLock()
+        self.sem = None
+        self.queue = None
+        self.clock = task.Clock()
 
     def log(self, line):
         if not self.closed:
@@ -79,16 +150,119 @@ class Script:
     def run(self, ops):
         for n, op in enumerate(ops):
             self.op(n, op.split())
+            self.reap()
         self.final()
 
+    def kept_by(self, waiters):
+        """The ids of the Deferreds that the primitives' waiters keep alive
+        in Rust: the waiters, unfired lists over one of them, and Deferreds
+        waiting on one of them (a returned Deferred's chain holds the outer
+        one)."""
+        kept = {id(d) for d in waiters}
+        grew = True
+        while grew:
+            grew = False
+            for k, d in self.ds.items():
+                if id(d) in kept:
+                    continue
+                via_list = not d.called and any(id(self.ds[j]) in kept for j in self.inputs.get(k, ()))
+                via_wait = d.called and isinstance(d.result, defer.Deferred) and id(d.result) in kept
+                if via_list or via_wait:
+                    kept.add(id(d))
+                    grew = True
+        return kept
+
+    def reap(self):
+        """N2 again: a Deferred made by a list/primitive op has no Resolver
+        left once it fired; if it is paused and its handle is gone, Rust
+        drops its state, and with it the handles of Deferreds returned into
+        its chain whose callback has not run."""
+        for n, (outer, inner, i) in list(self.unreturned.items()):
+            if (i in self.derived and i in self.consumed and outer.called and outer.paused > 0
+                    and not isinstance(outer.result, defer.Deferred)):
+                del self.unreturned[n]
+                self.paused_failure(inner)
+
     def op(self, n, w):
-        i = int(w[1])
+        busy = set()
         if w[0] in CONSUMER_OPS:
-            self.busy.add(i)
+            busy.add(int(w[1]))
+        if w[0] in LIST_OPS:
+            busy.update(list_inputs(w))
+        self.busy |= busy
         try:
-            self.op1(n, w)
+            if not self.op_extra(n, w):
+                self.op1(n, w)
         finally:
-            self.busy.discard(i)
+            self.busy -= busy
+
+    def op_extra(self, n, w):
+        """DeferredList, gather, race, lock, semaphore, queue and clock ops."""
+        name, tag = w[0], f"@{n}"
+        if self.sem is None and name in ("sacquire", "srelease"):
+            self.sem = defer.DeferredSemaphore(2)
+        if self.queue is None and name in ("put", "get"):
+            self.queue = defer.DeferredQueue()
+        if name in DERIVED_OPS:
+            k = int(w[1])
+            self.derived.add(k)
+        if name in LIST_OPS:
+            ins = list_inputs(w)
+            self.inputs[k] = ins
+            inputs = [self.ds[j] for j in ins]
+            self.consumed.update(ins)
+            if name == "list":
+                flags = w[3]
+                d = defer.DeferredList(inputs, fireOnOneCallback=(w[2] == "first"),
+                                       fireOnOneErrback="e" in flags, consumeErrors="c" in flags)
+            elif name == "gather":
+                d = defer.gatherResults(inputs, consumeErrors="c" in w[2])
+            else:
+                d = defer.race(inputs)
+
+            def f(r, w=w):
+                if w[0] == "list" and w[2] == "first" and isinstance(r, list):
+                    # N4: every input failed. Twisted fires with the list of
+                    # (False, failure); tokio-deferred fails with FailureGroup.
+                    r = Failure(defer.FailureGroup([x for _, x in r]))
+                self.log(f"{tag} {name} got {fmt_list_result(w, r)}")
+                return r if isinstance(r, Failure) else None
+            self.ds[k] = d.addBoth(f)
+        elif name == "acquire":
+            self.ds[k] = self.lock.acquire().addCallback(lambda _: None)
+        elif name == "sacquire":
+            self.ds[k] = self.sem.acquire().addCallback(lambda _: None)
+        elif name in ("release", "srelease"):
+            try:
+                (self.lock if name == "release" else self.sem).release()
+                self.log(f"{tag} {name}: ok")
+            except AssertionError:
+                self.log(f"{tag} {name}: error")
+        elif name == "sem":
+            self.sem = defer.DeferredSemaphore(int(w[1]))
+        elif name == "queue":
+            size, backlog = (None if x == "-" else int(x) for x in w[1:3])
+            self.queue = defer.DeferredQueue(size, backlog)
+        elif name == "put":
+            try:
+                self.queue.put(int(w[1]))
+                self.log(f"{tag} put: ok")
+            except defer.QueueOverflow:
+                self.log(f"{tag} put: QueueOverflow")
+        elif name == "get":
+            try:
+                self.ds[k] = self.queue.get()
+            except defer.QueueUnderflow:
+                self.log(f"{tag} get: QueueUnderflow")
+                self.ds[k] = defer.fail(defer.QueueUnderflow())
+        elif name == "later":
+            v = int(w[3])
+            self.ds[k] = task.deferLater(self.clock, int(w[2]), lambda: v)
+        elif name == "advance":
+            self.clock.advance(int(w[1]))
+        else:
+            return False
+        return True
 
     def op1(self, n, w):
         name, a = w[0], [int(x) for x in w[1:] if x.lstrip("-").isdigit()]
@@ -139,7 +313,7 @@ class Script:
             i, j = a
             inner = self.ds[j]
             self.consumed.add(j)
-            self.unreturned[n] = inner
+            self.unreturned[n] = (self.ds[i], inner, i)
 
             def skipped(r, inner=inner):
                 # The chain passed this link by: Rust drops the closure, and
@@ -196,6 +370,8 @@ class Script:
                             self.log(f"{tag}+ cb got ok {fmt_value(v)}")
                             return (v or 0) + k
                         d.addCallback(g)
+                    elif sub == "cancel":
+                        d.cancel()
                     else:
                         getattr(d, sub)()
                 finally:
@@ -258,8 +434,13 @@ class Script:
         failure held by a paused Deferred when its last handle goes (nobody
         can unpause it any more); Twisted never arms such a failure."""
         armed = d._debugInfo is not None and d._debugInfo.failResult is not None
-        if d.called and d.paused > 0 and isinstance(d.result, Failure) and not armed:
-            UNHANDLED.append("unhandled " + fmt_failure(d.result))
+        if (d.called and d.paused > 0 and isinstance(d.result, Failure) and not armed
+                and not d.result.check(ResolverDroppedError)):
+            UNHANDLED.append("unhandled " + fmt_short(d.result))
+        elif (d.called and d.paused > 0 and isinstance(d, defer.DeferredList)
+              and d.fireOnOneCallback and isinstance(d.result, list)):
+            # N4 and N2: every input of a paused first-success list failed.
+            UNHANDLED.append("unhandled FailureGroup")
 
     def final(self):
         for i in sorted(self.ds):
@@ -284,15 +465,33 @@ class Script:
                 self.consumed.add(i)
         self.closed = True
         for i in sorted(self.ds):
-            if not self.ds[i].called:
+            if not self.ds[i].called and i not in self.derived:
                 self.ds[i].errback(Failure(ScriptEnd()))
+                self.reap()
+        # N1 too: every pending `later` call runs.
+        self.clock.advance(10**6)
         # Rust drops the handles now (N2 applies).
         for i in sorted(self.ds):
             if i not in self.consumed:
                 self.paused_failure(self.ds[i])
-        # Returned Deferreds whose callback never ran: Rust drops their
-        # handle now, with the chain that held it.
-        for d in list(self.unreturned.values()):
+        # The waiters of the primitives (N5, below), FIFO, lock then
+        # semaphore then queue.
+        waiters = [d for p in (self.lock, self.sem, self.queue) if p is not None for d in p.waiting]
+        # Returned Deferreds whose callback never ran, in the chain of a
+        # Deferred that no waiter keeps alive: Rust drops their handle now,
+        # with the chain that held it.
+        waiting = self.kept_by(waiters)
+        for n, (outer, inner, _) in list(self.unreturned.items()):
+            if id(outer) not in waiting:
+                del self.unreturned[n]
+                self.paused_failure(inner)
+        # N5: the primitives go after the handles (they are the last fields
+        # of the Rust Script): their waiters fail with ResolverDroppedError.
+        for d in waiters:
+            if not d.called:
+                d.errback(Failure(ResolverDroppedError()))
+        # The rest, when the waiters' chains go.
+        for _, d, _ in list(self.unreturned.values()):
             self.paused_failure(d)
         self.unreturned.clear()
 
@@ -315,11 +514,24 @@ def read_scripts(path):
 UNHANDLED = []
 
 
+def from_race(f):
+    """Whether the failure was raised by the callbacks defer.race adds to
+    its inputs."""
+    return any(fr[0] in ("succeeded", "failed") and fr[1].endswith("defer.py") for fr in f.frames)
+
+
 def observe(event):
     """Collects Twisted's "Unhandled error in Deferred" reports (the event
     that carries the failure; the other one of the pair has none)."""
     if event.get("log_namespace") == "twisted.internet.defer" and "log_failure" in event:
-        line = "unhandled " + fmt_failure(event["log_failure"])
+        if event["log_failure"].check(ResolverDroppedError):
+            return  # never compared (N5), as on the Rust side
+        if event["log_failure"].check(defer.AlreadyCalledError) and from_race(event["log_failure"]):
+            # N7: a race cancelled before an input fired raises this from
+            # the input's chain when the input fires later; tokio-deferred
+            # ignores late results.
+            return
+        line = "unhandled " + fmt_short(event["log_failure"])
         UNHANDLED.append(line)
 
 

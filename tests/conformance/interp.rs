@@ -6,9 +6,13 @@
 use std::cell::Cell;
 use std::sync::{Arc, Mutex, Once};
 
+use std::time::Duration;
+
 use tokio_deferred::{
-    AlreadyCalledError, CancelHandle, CancelledError, Deferred, Failure, PanicError, Resolver,
-    fail, succeed,
+    AlreadyCalledError, CancelHandle, CancelledError, Deferred, DeferredList, DeferredLock,
+    DeferredQueue, DeferredSemaphore, Failure, FailureGroup, FirstError, Gather, ManualClock,
+    PanicError, QueueUnderflow, Resolver, ResolverDroppedError, defer_later_with_clock, fail, race,
+    succeed,
 };
 
 /// The value carried by every Deferred of a script: Python's `int | None`.
@@ -51,6 +55,19 @@ fn fmt_value(v: &Val) -> String {
 }
 
 fn fmt_failure(f: &Failure) -> String {
+    if let Some(e) = f.downcast_ref::<FirstError>() {
+        return format!("FirstError({}, {})", e.index, fmt_failure(&e.failure));
+    }
+    if let Some(g) = f.downcast_ref::<FailureGroup>() {
+        let inner: Vec<String> = g.failures.iter().map(fmt_failure).collect();
+        return format!("FailureGroup[{}]", inner.join(", "));
+    }
+    if f.is::<QueueUnderflow>() {
+        return "QueueUnderflow".to_owned();
+    }
+    if f.is::<ResolverDroppedError>() {
+        return "ResolverDroppedError".to_owned();
+    }
     if let Some(e) = f.downcast_ref::<MyError>() {
         format!("MyError({})", e.0)
     } else if let Some(p) = f.downcast_ref::<PanicError>() {
@@ -98,11 +115,46 @@ impl Log {
 /// and reaches for it finds it unavailable (the Python side mirrors this).
 type Slot = Arc<Mutex<Option<Deferred<Val>>>>;
 
+#[derive(Default)]
 struct Script {
     log: Log,
     ds: Vec<Slot>,
     rs: Vec<Option<Resolver<Val>>>,
     consumed: Vec<bool>,
+    /// The shared primitives, made on first use (or by `queue`/`sem`).
+    lock: DeferredLock,
+    sem: Option<DeferredSemaphore>,
+    queue: Option<DeferredQueue<Val>>,
+    clock: ManualClock,
+}
+
+/// The input indices of a list/gather/race op.
+fn list_inputs(w: &[&str]) -> Vec<usize> {
+    let start = match w[0] {
+        "list" => 4,
+        "gather" => 3,
+        _ => 2,
+    };
+    (start..w.len()).map(|k| num(w, k) as usize).collect()
+}
+
+/// Logs the result of a list/gather/race Deferred (`@n list got ...`) and
+/// maps a value to `None`, passing a failure on.
+fn traced<O: Send + 'static>(
+    d: Deferred<O>,
+    log: Log,
+    tag: String,
+    name: &'static str,
+    fmt: fn(&O) -> String,
+) -> Deferred<Val> {
+    d.add_both(move |r: Result<O, Failure>| {
+        let line = match &r {
+            Ok(v) => format!("ok {}", fmt(v)),
+            Err(f) => format!("err {}", fmt_failure(f)),
+        };
+        log.push(format!("{tag} {name} got {line}"));
+        r.map(|_| None)
+    })
 }
 
 fn num(w: &[&str], k: usize) -> i64 {
@@ -132,7 +184,126 @@ impl Script {
         self.rs[i].as_ref().expect("op on an uncreated Deferred")
     }
 
+    /// DeferredList, gather, race, lock, semaphore, queue and clock ops;
+    /// `false` for the others.
+    fn op_extra(&mut self, n: usize, w: &[&str]) -> bool {
+        let tag = format!("@{n}");
+        let log = self.log.clone();
+        if matches!(w[0], "sacquire" | "srelease") && self.sem.is_none() {
+            self.sem = Some(DeferredSemaphore::new(2).expect("2 tokens"));
+        }
+        if matches!(w[0], "put" | "get") && self.queue.is_none() {
+            self.queue = Some(DeferredQueue::new(None, None));
+        }
+        let d: Deferred<Val> = match w[0] {
+            "list" | "gather" | "race" => {
+                let inputs: Vec<Deferred<Val>> = list_inputs(w)
+                    .into_iter()
+                    .map(|j| {
+                        self.consumed[j] = true;
+                        self.take(j)
+                    })
+                    .collect();
+                match w[0] {
+                    "list" => {
+                        let mut l = DeferredList::new(inputs);
+                        if w[3].contains('e') {
+                            l = l.fire_on_one_errback();
+                        }
+                        if w[3].contains('c') {
+                            l = l.consume_errors();
+                        }
+                        if w[2] == "all" {
+                            traced(l.all(), log, tag, "list", |v| {
+                                let items: Vec<String> = v.iter().map(fmt_result).collect();
+                                format!("[{}]", items.join(", "))
+                            })
+                        } else {
+                            traced(l.first_success(), log, tag, "list", |(v, i)| {
+                                format!("({}, {i})", fmt_value(v))
+                            })
+                        }
+                    }
+                    "gather" => {
+                        let mut g = Gather::new(inputs);
+                        if w[2].contains('c') {
+                            g = g.consume_errors();
+                        }
+                        traced(g.into_deferred(), log, tag, "gather", |v| {
+                            let items: Vec<String> = v.iter().map(fmt_value).collect();
+                            format!("[{}]", items.join(", "))
+                        })
+                    }
+                    _ => traced(race(inputs), log, tag, "race", |(i, v)| {
+                        format!("({i}, {})", fmt_value(v))
+                    }),
+                }
+            }
+            "acquire" => self.lock.acquire().add_callback(|_| Ok(None)),
+            "sacquire" => {
+                let sem = self.sem.as_ref().expect("made above");
+                sem.acquire().add_callback(|_| Ok(None))
+            }
+            "get" => match self.queue.as_ref().expect("made above").get() {
+                Ok(d) => d,
+                Err(e) => {
+                    log.push(format!("{tag} get: QueueUnderflow"));
+                    fail(e)
+                }
+            },
+            "later" => {
+                let v = num(w, 3);
+                defer_later_with_clock(
+                    &self.clock,
+                    Duration::from_secs(num(w, 2) as u64),
+                    move || Ok::<Val, Failure>(Some(v)),
+                )
+            }
+            "release" | "srelease" => {
+                let ok = if w[0] == "release" {
+                    self.lock.release().is_ok()
+                } else {
+                    self.sem.as_ref().expect("made above").release().is_ok()
+                };
+                let outcome = if ok { "ok" } else { "error" };
+                log.push(format!("{tag} {}: {outcome}", w[0]));
+                return true;
+            }
+            "sem" => {
+                let tokens = num(w, 1) as usize;
+                self.sem = Some(DeferredSemaphore::new(tokens).expect("at least 1 token"));
+                return true;
+            }
+            "queue" => {
+                let limit = |s: &str| s.parse::<usize>().ok();
+                self.queue = Some(DeferredQueue::new(limit(w[1]), limit(w[2])));
+                return true;
+            }
+            "put" => {
+                let q = self.queue.as_ref().expect("made above");
+                let outcome = match q.put(Some(num(w, 1))) {
+                    Ok(()) => "ok",
+                    Err(_) => "QueueOverflow",
+                };
+                log.push(format!("{tag} put: {outcome}"));
+                return true;
+            }
+            "advance" => {
+                self.clock.advance(Duration::from_secs(num(w, 1) as u64));
+                return true;
+            }
+            _ => return false,
+        };
+        let k = num(w, 1) as usize;
+        self.slot(k);
+        self.put(k, d);
+        true
+    }
+
     fn op(&mut self, n: usize, w: &[&str]) {
+        if self.op_extra(n, w) {
+            return;
+        }
         let tag = format!("@{n}");
         let log = self.log.clone();
         let i = num(w, 1) as usize;
@@ -396,6 +567,8 @@ impl Script {
                 drop(r.errback(ScriptEnd));
             }
         }
+        // N1 too: every pending `later` call runs.
+        self.clock.advance(Duration::from_secs(1_000_000));
         // Then the handles go (a `cbdo` callback may hold the slot of its
         // own Deferred: emptying the slots breaks such cycles, as Python's
         // gc would), then the Resolvers.
@@ -481,9 +654,7 @@ pub fn run_script(ops: &[String]) -> Vec<String> {
         QUIET.with(|q| q.set(true));
         let mut s = Script {
             log: log.clone(),
-            ds: Vec::new(),
-            rs: Vec::new(),
-            consumed: Vec::new(),
+            ..Script::default()
         };
         for (n, op) in ops.iter().enumerate() {
             let w: Vec<&str> = op.split_whitespace().collect();
