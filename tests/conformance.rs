@@ -137,36 +137,3 @@ fn bug_k1_failure_in_a_returned_paused_deferred_is_reported() {
         ["@1 fail d0: ok", "final d1 pending", "unhandled MyError(3)"]
     );
 }
-
-// Known bug K3 (conformance/DIFFERENCES.md), found by the runner: a
-// `defer_later_with_clock` call still pending when its ManualClock goes is
-// never freed. The Deferred's canceller holds the DelayedCall, whose closure
-// holds the Deferred's Resolver, which holds the Deferred's state (and so the
-// canceller): a reference cycle. The Deferred neither fires nor fails with
-// ResolverDroppedError, and whatever its callbacks hold (here a counter; in
-// the runner, a Deferred returned from a callback, whose failure was then
-// never reported) leaks. Seen as `newc 0 cb 3; later 1 1 6; cbret 1 0` with
-// the clock dropped at the end of the script: Twisted reports d0's ScriptEnd
-// when gc collects it, tokio-deferred nothing. The runner now advances the
-// clock at the end of every script (N1), so scripts do not hit this.
-// Twisted: no test (Twisted's task.Clock keeps its calls in a list, and gc
-// collects cycles).
-#[test]
-#[ignore = "known bug K3: a pending defer_later leaks when its ManualClock is dropped"]
-fn known_k3_a_pending_defer_later_is_freed_with_its_clock() {
-    use std::sync::Arc;
-    use std::time::Duration;
-    use tokio_deferred::{Failure, ManualClock, defer_later_with_clock};
-
-    let held = Arc::new(());
-    let clock = ManualClock::new();
-    let inside = held.clone();
-    let d = defer_later_with_clock(&clock, Duration::from_secs(5), || Ok::<u8, Failure>(1))
-        .add_both(move |r| {
-            let _keep = &inside;
-            r
-        });
-    drop(d);
-    drop(clock);
-    assert_eq!(Arc::strong_count(&held), 1, "the callback chain was leaked");
-}
