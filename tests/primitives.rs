@@ -628,7 +628,21 @@ fn with_chaos(seed: u64, work: impl Fn(u64, &Slot) + Sync) {
 }
 
 const WORKERS: u64 = 7;
-const ROUNDS: u64 = 1000;
+
+/// `default`, or `big` with `TOKIO_DEFERRED_STRESS=1` (about 10^6 operations
+/// per primitive, like `tests/stress.rs`).
+fn scale(default: u64, big: u64) -> u64 {
+    if std::env::var_os("TOKIO_DEFERRED_STRESS").is_some() {
+        big
+    } else {
+        default
+    }
+}
+
+/// Acquire/release rounds per worker.
+fn rounds() -> u64 {
+    scale(1000, 150_000)
+}
 
 #[test]
 fn eight_threads_hammer_a_lock_with_random_cancels() {
@@ -638,7 +652,7 @@ fn eight_threads_hammer_a_lock_with_random_cancels() {
     let cancelled = AtomicUsize::new(0);
     with_chaos(0x5851_F42D_4C95_7F2D, |t, slot| {
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (t + 1));
-        for _ in 0..ROUNDS {
+        for _ in 0..rounds() {
             let cancel = (rng.below(4) == 0).then(|| rng.below(3));
             let critical = |inside: &AtomicUsize| {
                 assert_eq!(
@@ -680,7 +694,7 @@ fn eight_threads_hammer_a_lock_with_random_cancels() {
         }
     });
     let total = served.load(Ordering::SeqCst) + cancelled.load(Ordering::SeqCst);
-    assert_eq!(total as u64, WORKERS * ROUNDS);
+    assert_eq!(total as u64, WORKERS * rounds());
     assert!(served.load(Ordering::SeqCst) > 0);
     assert!(!lock.is_locked());
     assert_eq!(lock.waiting(), 0);
@@ -695,7 +709,7 @@ fn eight_threads_hammer_a_semaphore_with_random_cancels() {
     let cancelled = AtomicUsize::new(0);
     with_chaos(0x1405_7B7E_F767_814F, |t, slot| {
         let mut rng = Rng(0xD1B5_4A32_D192_ED03 ^ (t + 1));
-        for _ in 0..ROUNDS {
+        for _ in 0..rounds() {
             let cancel = (rng.below(4) == 0).then(|| rng.below(3));
             let critical = || {
                 assert!(
@@ -726,7 +740,7 @@ fn eight_threads_hammer_a_semaphore_with_random_cancels() {
         }
     });
     let total = served.load(Ordering::SeqCst) + cancelled.load(Ordering::SeqCst);
-    assert_eq!(total as u64, WORKERS * ROUNDS);
+    assert_eq!(total as u64, WORKERS * rounds());
     assert_eq!(sem.tokens(), LIMIT);
     assert_eq!(sem.waiting(), 0);
 }
@@ -734,18 +748,18 @@ fn eight_threads_hammer_a_semaphore_with_random_cancels() {
 #[test]
 fn eight_threads_hammer_a_queue_with_random_cancels() {
     const PRODUCERS: u64 = 3;
-    const ITEMS: u64 = 1000; // per producer
-    const TOTAL: u64 = PRODUCERS * ITEMS;
+    let items: u64 = scale(1000, 350_000); // per producer
+    let total: u64 = PRODUCERS * items;
     let queue = DeferredQueue::<u64>::new(Some(8), None);
-    let seen: Vec<AtomicU8> = (0..TOTAL).map(|_| AtomicU8::new(0)).collect();
+    let seen: Vec<AtomicU8> = (0..total).map(|_| AtomicU8::new(0)).collect();
     let got = AtomicUsize::new(0);
     let cancels = AtomicUsize::new(0);
     with_chaos(0x2127_599B_F432_5C37, |t, slot| {
         let mut rng = Rng(0x2545_F491_4F6C_DD1D ^ (t + 1));
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(scale(60, 3600));
         if t < PRODUCERS {
-            for i in 0..ITEMS {
-                let mut item = t * ITEMS + i;
+            for i in 0..items {
+                let mut item = t * items + i;
                 while let Err(full) = queue.put(item) {
                     item = full.into_inner(); // the value comes back
                     assert!(Instant::now() < deadline, "producer stuck");
@@ -754,7 +768,7 @@ fn eight_threads_hammer_a_queue_with_random_cancels() {
             }
             return;
         }
-        while (got.load(Ordering::SeqCst) as u64) < TOTAL {
+        while (got.load(Ordering::SeqCst) as u64) < total {
             let d = queue.get().unwrap();
             *slot.lock().unwrap() = Some(d.cancel_handle());
             let cancel_after = (rng.below(3) == 0).then(|| rng.below(4));
@@ -764,7 +778,7 @@ fn eight_threads_hammer_a_queue_with_random_cancels() {
                     break r;
                 }
                 // Stop waiting once every item was got by someone.
-                if cancel_after == Some(spins) || got.load(Ordering::SeqCst) as u64 >= TOTAL {
+                if cancel_after == Some(spins) || got.load(Ordering::SeqCst) as u64 >= total {
                     d.cancel();
                 }
                 spins += 1;
