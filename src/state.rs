@@ -443,7 +443,7 @@ pub(crate) fn same_core(a: &Arc<dyn Core>, b: &Arc<dyn Core>) -> bool {
 struct LinkQueue {
     inbox: Option<LinkBox>,
     outbox: Option<LinkBox>,
-    len: u32,
+    len: usize,
 }
 
 impl LinkQueue {
@@ -460,14 +460,14 @@ impl LinkQueue {
     }
 
     fn len(&self) -> usize {
-        self.len as usize
+        self.len
     }
 
     #[inline]
     fn push_back(&mut self, mut link: LinkBox) {
         link.next = self.inbox.take();
         self.inbox = Some(link);
-        self.len = self.len.saturating_add(1);
+        self.len += 1;
     }
 
     #[inline]
@@ -481,7 +481,7 @@ impl LinkQueue {
         }
         let mut link = self.outbox.take()?;
         self.outbox = link.next.take();
-        self.len = self.len.saturating_sub(1);
+        self.len -= 1;
         Some(link)
     }
 }
@@ -490,6 +490,9 @@ impl Drop for LinkQueue {
     /// Unlinks one by one: the default recursive drop of a long list would
     /// overflow the stack.
     fn drop(&mut self) {
+        if self.len == 0 {
+            return;
+        }
         let mut cur = self.outbox.take();
         loop {
             while let Some(mut link) = cur {
