@@ -66,9 +66,13 @@ where
         }
     });
     let d = d.add_callback(move |()| f());
-    let deadline = tokio::time::Instant::now() + delay;
+    // A delay too large for an Instant sleeps "forever" (as tokio's `sleep`).
+    let deadline = tokio::time::Instant::now().checked_add(delay);
     let task = handle.spawn(async move {
-        tokio::time::sleep_until(deadline).await;
+        match deadline {
+            Some(deadline) => tokio::time::sleep_until(deadline).await,
+            None => tokio::time::sleep(delay).await,
+        }
         let _ = resolver.callback(());
     });
     let _ = abort.set(task.abort_handle());
