@@ -3,8 +3,8 @@
 //! the oneshot channels it is compared with. `cargo bench --bench alloc`
 //! prints a Markdown table; `BENCHMARKS.md` holds the latest one.
 //!
-//! To add a row (a pending `defer_later`, a `defer_to_thread` in flight),
-//! add a `row(...)` call in `main`.
+//! To add a row, add a `row(...)` call in `main` (or an async variant as
+//! [`measure_async`] for rows that need a runtime).
 
 use std::alloc::System;
 use std::future::Future;
@@ -42,6 +42,39 @@ fn measure<T>(mut make: impl FnMut() -> T) -> (f64, f64, f64) {
         (s.bytes_allocated as f64 + s.bytes_reallocated as f64 - s.bytes_deallocated as f64) / n;
     let total = (s.bytes_allocated as f64 + s.bytes_reallocated.max(0) as f64) / n;
     (allocs, held, total)
+}
+
+/// As [`measure`], on a current-thread runtime: `make` runs `N` times inside
+/// `block_on`, then the runtime gets `yields` turns so spawned tasks are
+/// polled (timers registered, blocking jobs queued) before counting stops.
+fn measure_async<T>(
+    rt: &tokio::runtime::Runtime,
+    yields: usize,
+    mut make: impl FnMut() -> T,
+) -> (f64, f64, f64) {
+    rt.block_on(async {
+        let mut keep: Vec<T> = Vec::with_capacity(N);
+        keep.push(make());
+        for _ in 0..yields {
+            tokio::task::yield_now().await;
+        }
+        let region = Region::new(GLOBAL);
+        for _ in 0..N {
+            keep.push(make());
+        }
+        for _ in 0..yields {
+            tokio::task::yield_now().await;
+        }
+        let s: Stats = region.change();
+        let n = N as f64;
+        let allocs = (s.allocations + s.reallocations) as f64 / n;
+        let held = (s.bytes_allocated as f64 + s.bytes_reallocated as f64
+            - s.bytes_deallocated as f64)
+            / n;
+        let total = (s.bytes_allocated as f64 + s.bytes_reallocated.max(0) as f64) / n;
+        drop(black_box(keep));
+        (allocs, held, total)
+    })
 }
 
 fn row(what: &str, per: &str, (allocs, held, total): (f64, f64, f64), div: f64, target: &str) {
@@ -193,6 +226,7 @@ fn main() {
         "",
     );
     drop((held, taken));
+    timer_and_thread_rows();
     row(
         "nested chain, unfired (1,000 levels)",
         "level",
@@ -200,4 +234,55 @@ fn main() {
         1_000.0,
         "",
     );
+}
+
+/// A pending `defer_later` and a `defer_to_thread` in flight, next to a
+/// spawned `tokio::time::sleep` task and a queued `spawn_blocking`.
+fn timer_and_thread_rows() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(1)
+        .build()
+        .expect("build a runtime");
+    let delay = std::time::Duration::from_secs(3600);
+    row(
+        "`defer_later(1 h)` pending (timer task polled)",
+        "call",
+        measure_async(&rt, 3, || {
+            tokio_deferred::defer_later(delay, || Ok::<_, Failure>(1u64))
+        }),
+        1.0,
+        "",
+    );
+    row(
+        "spawned `tokio::time::sleep(1 h)` task, polled",
+        "task",
+        measure_async(&rt, 3, || tokio::spawn(tokio::time::sleep(delay))),
+        1.0,
+        "(anchor)",
+    );
+    // One blocking thread, held by a job waiting on `gate`: the measured
+    // calls queue behind it, in flight.
+    let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
+    let blocker = rt.spawn_blocking(move || {
+        let _ = gate_rx.recv();
+    });
+    row(
+        "`defer_to_thread` in flight (queued on the blocking pool)",
+        "call",
+        measure_async(&rt, 3, || {
+            tokio_deferred::defer_to_thread(|| Ok::<_, Failure>(1u64))
+        }),
+        1.0,
+        "",
+    );
+    row(
+        "`spawn_blocking` in flight (queued)",
+        "call",
+        measure_async(&rt, 3, || tokio::task::spawn_blocking(|| 1u64)),
+        1.0,
+        "(anchor)",
+    );
+    drop(gate_tx);
+    rt.block_on(blocker).expect("blocker");
 }

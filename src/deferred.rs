@@ -33,7 +33,7 @@ use std::task::{Context, Poll};
 use crate::Failure;
 use crate::resolver::Resolver;
 use crate::state::{
-    CallbackLink, Canceller, ChainLink, Core, Inner, Outcome, Res, ResultState, cancel_core,
+    CallbackLink, Canceller, ChainLink, Core, Inner, Node, Outcome, Res, ResultState, cancel_core,
     run_chain, take_from,
 };
 
@@ -192,7 +192,7 @@ impl<T: Send + 'static> Deferred<T> {
         let Some(core) = self.core.take() else {
             return crate::fail(crate::error::ResultTakenError {});
         };
-        if core.add_link(Box::new(CallbackLink::new(g))) {
+        if core.add_link(Node::boxed(CallbackLink::new(g))) {
             run_chain(core.clone());
         }
         Deferred::from_core(core)
@@ -316,7 +316,7 @@ impl<T: Send + 'static> Deferred<T> {
         let Some(core) = self.core.take() else {
             return crate::fail(crate::error::ResultTakenError {});
         };
-        if core.add_link(Box::new(ChainLink::new(target, at))) {
+        if core.add_link(Node::boxed(ChainLink::new(target, at))) {
             run_chain(core.clone());
         }
         Deferred::from_core(core)

@@ -21,7 +21,6 @@
 //!   never by recursion, so chains of any depth run in constant stack.
 
 use std::any::Any;
-use std::collections::VecDeque;
 use std::mem;
 use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 use std::sync::atomic::Ordering;
@@ -46,10 +45,39 @@ pub(crate) enum Step {
     /// result) back to the `outer` Deferred that was waiting on this one.
     Resume {
         outer: Arc<dyn Core>,
-        holder: Box<dyn Link>,
+        holder: LinkBox,
     },
     /// `chain_deferred` fired the target and took its runner token: run it.
     Fed(Arc<dyn Core>),
+}
+
+/// A boxed link with the `next` pointer of the [`LinkQueue`] it sits in,
+/// so queueing a callback allocates nothing beyond the link's own box.
+pub(crate) struct Node<L: ?Sized> {
+    next: Option<LinkBox>,
+    link: L,
+}
+
+/// How links are held: one allocation per link.
+pub(crate) type LinkBox = Box<Node<dyn Link>>;
+
+impl<L: Link + 'static> Node<L> {
+    pub(crate) fn boxed(link: L) -> LinkBox {
+        Box::new(Node { next: None, link })
+    }
+}
+
+impl std::ops::Deref for Node<dyn Link> {
+    type Target = dyn Link;
+    fn deref(&self) -> &(dyn Link + 'static) {
+        &self.link
+    }
+}
+
+impl std::ops::DerefMut for Node<dyn Link> {
+    fn deref_mut(&mut self) -> &mut (dyn Link + 'static) {
+        &mut self.link
+    }
 }
 
 /// One entry of a callback chain.
@@ -184,7 +212,7 @@ where
 /// one waits on. It carries the outer's waiting link (`holder`), which
 /// receives the inner's result and goes back to the outer.
 struct ContinueLink {
-    holder: Option<Box<dyn Link>>,
+    holder: Option<LinkBox>,
     outer: Option<Arc<dyn Core>>,
     empty: Option<Res<()>>,
 }
@@ -338,7 +366,7 @@ pub(crate) enum Canceller<T: Send + 'static> {
 pub(crate) trait Core: Send + Sync + 'static {
     /// Appends a link; `true` when the caller took the runner token and must
     /// call [`run_chain`].
-    fn add_link(&self, link: Box<dyn Link>) -> bool;
+    fn add_link(&self, link: LinkBox) -> bool;
     /// Runs links while it can. The caller holds the runner token.
     /// `check_pause`: stop at once if paused (Twisted checks when it starts
     /// or switches to a Deferred, not when a nested call returns to it).
@@ -346,10 +374,10 @@ pub(crate) trait Core: Send + Sync + 'static {
     /// If this Deferred has a final result, moves it into `link`'s output and
     /// gives the link back; otherwise appends a continuation that will hand
     /// the link back to `outer` and returns `None`.
-    fn steal_or_chain(&self, link: Box<dyn Link>, outer: Arc<dyn Core>) -> Option<Box<dyn Link>>;
+    fn steal_or_chain(&self, link: LinkBox, outer: Arc<dyn Core>) -> Option<LinkBox>;
     /// A Deferred this one was waiting on delivered into `holder`. `true`
     /// when the caller took the runner token.
-    fn resume(&self, holder: Box<dyn Link>) -> bool;
+    fn resume(&self, holder: LinkBox) -> bool;
     /// One step of cancellation; returns the chained Deferred to forward the
     /// cancellation to, if any.
     fn cancel_one(self: Arc<Self>) -> Option<Arc<dyn Core>>;
@@ -407,21 +435,92 @@ pub(crate) fn same_core(a: &Arc<dyn Core>, b: &Arc<dyn Core>) -> bool {
     std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b))
 }
 
-enum Rest {
+/// The FIFO of links waiting to run, as two singly linked stacks threaded
+/// through the links' own `next` pointers (no buffer to allocate or grow):
+/// `push_back` pushes onto `inbox` (newest first); `pop_front` pops from
+/// `outbox` (oldest first), reversing `inbox` into it when it runs dry.
+/// Each link moves at most twice, so both are amortised O(1).
+struct LinkQueue {
+    inbox: Option<LinkBox>,
+    outbox: Option<LinkBox>,
+    len: usize,
+}
+
+impl LinkQueue {
+    const fn new() -> Self {
+        LinkQueue {
+            inbox: None,
+            outbox: None,
+            len: 0,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline]
+    fn push_back(&mut self, mut link: LinkBox) {
+        link.next = self.inbox.take();
+        self.inbox = Some(link);
+        self.len += 1;
+    }
+
+    #[inline]
+    fn pop_front(&mut self) -> Option<LinkBox> {
+        if self.outbox.is_none() {
+            while let Some(mut link) = self.inbox.take() {
+                self.inbox = link.next.take();
+                link.next = self.outbox.take();
+                self.outbox = Some(link);
+            }
+        }
+        let mut link = self.outbox.take()?;
+        self.outbox = link.next.take();
+        self.len -= 1;
+        Some(link)
+    }
+}
+
+impl Drop for LinkQueue {
+    /// Unlinks one by one: the default recursive drop of a long list would
+    /// overflow the stack.
+    fn drop(&mut self) {
+        if self.len == 0 {
+            return;
+        }
+        let mut cur = self.outbox.take();
+        loop {
+            while let Some(mut link) = cur {
+                cur = link.next.take();
+            }
+            match self.inbox.take() {
+                Some(link) => cur = Some(link),
+                None => return,
+            }
+        }
+    }
+}
+
+enum Rest<T> {
     /// Not fired yet.
     Unfired,
-    /// The result is in `State::source`.
-    Source,
+    /// The result the Deferred was fired with, before any link ran (the
+    /// slot is what links `pull` from).
+    Source(Option<Res<T>>),
     /// The result is in this link's output slot.
-    Holder(Box<dyn Link>),
+    Holder(LinkBox),
     /// The result was taken (awaited, handed over, or being run).
     Taken,
 }
 
 struct State<T: Send + 'static> {
-    links: VecDeque<Box<dyn Link>>,
-    source: Option<Res<T>>,
-    rest: Rest,
+    links: LinkQueue,
+    rest: Rest<T>,
     called: bool,
     running: bool,
     suppress_already_called: bool,
@@ -445,9 +544,11 @@ impl<T: Send + 'static> State<T> {
         let armed = matches!(result, Some(Err(_)));
         State {
             armed,
-            links: VecDeque::new(),
-            rest: if called { Rest::Source } else { Rest::Unfired },
-            source: result,
+            links: LinkQueue::new(),
+            rest: match result {
+                Some(r) => Rest::Source(Some(r)),
+                None => Rest::Unfired,
+            },
             called,
             running: false,
             suppress_already_called: false,
@@ -474,13 +575,18 @@ impl<T: Send + 'static> State<T> {
 
     /// Feeds the current result to `sink`; returns the emptied holder so it
     /// can be dropped after the lock is released.
-    fn take_rest_into(&mut self, sink: &mut dyn FnMut(&mut dyn Any)) -> Option<Box<dyn Link>> {
+    fn take_rest_into(&mut self, sink: &mut dyn FnMut(&mut dyn Any)) -> Option<LinkBox> {
         self.armed = false;
-        match mem::replace(&mut self.rest, Rest::Taken) {
-            Rest::Source => {
-                sink(&mut self.source);
-                None
+        if let Rest::Source(slot) = &mut self.rest {
+            sink(slot);
+            if slot.is_none() {
+                self.rest = Rest::Taken;
             }
+            // Else not taken (a slot of another type): left at rest.
+            return None;
+        }
+        match mem::replace(&mut self.rest, Rest::Taken) {
+            Rest::Source(_) => None,
             Rest::Holder(mut holder) => {
                 sink(holder.output());
                 Some(holder)
@@ -499,7 +605,7 @@ impl<T: Send + 'static> State<T> {
 
     fn result_state(&self) -> ResultState {
         match &self.rest {
-            Rest::Source => slot_state(&self.source),
+            Rest::Source(slot) => slot_state(slot),
             Rest::Holder(h) => h.output_state(),
             Rest::Unfired | Rest::Taken => ResultState::Empty,
         }
@@ -508,7 +614,7 @@ impl<T: Send + 'static> State<T> {
     fn take_failure(&mut self) -> Option<Failure> {
         self.armed = false;
         match &mut self.rest {
-            Rest::Source => slot_take_failure(&mut self.source),
+            Rest::Source(slot) => slot_take_failure(slot),
             Rest::Holder(h) => h.take_failure(),
             Rest::Unfired | Rest::Taken => None,
         }
@@ -639,8 +745,7 @@ impl<T: Send + 'static> Inner<T> {
         st.called = true;
         self.fired.store(true, Ordering::Release);
         st.debug.record_fire(at);
-        st.source = Some(value);
-        st.rest = Rest::Source;
+        st.rest = Rest::Source(Some(value));
         let canceller = mem::replace(&mut st.canceller, Canceller::None);
         let run = if st.paused > 0 {
             false
@@ -723,7 +828,7 @@ impl<T: Send + 'static> Inner<T> {
 
     /// Stores `held` as the result and either hands over to `next` (if this
     /// Deferred has nothing left to run) or keeps the token and nests.
-    fn hand_over(self: Arc<Self>, held: Option<Box<dyn Link>>, next: Arc<dyn Core>) -> Stop {
+    fn hand_over(self: Arc<Self>, held: Option<LinkBox>, next: Arc<dyn Core>) -> Stop {
         let mut st = self.lock();
         if let Some(h) = held {
             st.rest = Rest::Holder(h);
@@ -741,7 +846,7 @@ impl<T: Send + 'static> Inner<T> {
 }
 
 impl<T: Send + 'static> Core for Inner<T> {
-    fn add_link(&self, link: Box<dyn Link>) -> bool {
+    fn add_link(&self, link: LinkBox) -> bool {
         let mut st = self.lock();
         st.links.push_back(link);
         if st.can_run() {
@@ -755,7 +860,7 @@ impl<T: Send + 'static> Core for Inner<T> {
     fn run_links(self: Arc<Self>, mut check_pause: bool) -> Stop {
         // `held`: the link whose output slot holds the current result while
         // the chain runs; `None` means the result is in the state.
-        let mut held: Option<Box<dyn Link>> = None;
+        let mut held: Option<LinkBox> = None;
         // Twisted checks `paused` when it starts (or switches to) a
         // Deferred, not between its callbacks: a callback that pauses its own
         // Deferred does not stop the callbacks already queued behind it.
@@ -826,11 +931,7 @@ impl<T: Send + 'static> Core for Inner<T> {
         }
     }
 
-    fn steal_or_chain(
-        &self,
-        mut link: Box<dyn Link>,
-        outer: Arc<dyn Core>,
-    ) -> Option<Box<dyn Link>> {
+    fn steal_or_chain(&self, mut link: LinkBox, outer: Arc<dyn Core>) -> Option<LinkBox> {
         let mut st = self.lock();
         if st.finished() {
             let emptied = st.take_rest_into(&mut |src| link.refill(src));
@@ -838,7 +939,7 @@ impl<T: Send + 'static> Core for Inner<T> {
             drop(emptied);
             return Some(link);
         }
-        st.links.push_back(Box::new(ContinueLink {
+        st.links.push_back(Node::boxed(ContinueLink {
             holder: Some(link),
             outer: Some(outer),
             empty: None,
@@ -846,7 +947,7 @@ impl<T: Send + 'static> Core for Inner<T> {
         None
     }
 
-    fn resume(&self, holder: Box<dyn Link>) -> bool {
+    fn resume(&self, holder: LinkBox) -> bool {
         let mut st = self.lock();
         st.rest = Rest::Holder(holder);
         st.waiting = None;

@@ -370,6 +370,15 @@ async fn defer_later_runs_on_the_paused_tokio_clock() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn defer_later_with_a_delay_past_any_instant_waits_and_can_be_cancelled() {
+    let d = defer_later(std::time::Duration::MAX, || Ok(1));
+    tokio::time::advance(secs(3600.0)).await;
+    assert!(!d.is_called());
+    d.cancel();
+    assert!(d.await.unwrap_err().is::<CancelledError>());
+}
+
+#[tokio::test(start_paused = true)]
 async fn tokio_clock_call_can_be_reset_delayed_and_cancelled() {
     let clock = TokioClock::new();
     let events = log();

@@ -1,0 +1,93 @@
+//! A driver for `valgrind --tool=callgrind` instruction counts, which stay
+//! put on a loaded machine where wall times do not. Not a criterion bench:
+//! `instructions <workload> <n>` runs the workload `n` times; the count per
+//! operation is `(I(n) - I(0)) / n` (`scripts/instructions.sh` does the
+//! arithmetic for every workload).
+
+use std::hint::black_box;
+
+use tokio_deferred::{
+    Deferred, DeferredLock, DeferredQueue, DeferredSemaphore, Failure, ensure_deferred,
+    gather_results, succeed,
+};
+
+fn run(workload: &str, n: u64) {
+    match workload {
+        // new + callback + take (new_fire_await without the runtime).
+        "new_fire_take" => {
+            for _ in 0..n {
+                let (d, r) = Deferred::<u64>::new();
+                r.callback(black_box(1)).unwrap();
+                black_box(d.try_take());
+            }
+        }
+        // One chain of `n` callbacks: the marginal cost of a callback.
+        "callback" => {
+            let (d, r) = Deferred::<u64>::new();
+            let mut d = d;
+            for k in 0..n {
+                d = d.add_callback(move |v: u64| Ok::<_, Failure>(v + k));
+            }
+            r.callback(0).unwrap();
+            black_box(d.try_take());
+        }
+        "ensure_ready" => {
+            for _ in 0..n {
+                black_box(ensure_deferred(async { Ok::<_, Failure>(1u64) }).try_take());
+            }
+        }
+        // One nested chain of `n` levels, built, fired from the innermost.
+        "nested_level" => {
+            let (innermost, r) = Deferred::<u64>::new();
+            let mut d = innermost;
+            for _ in 0..n {
+                let prev = d;
+                d = succeed(()).add_callback(move |_| prev);
+            }
+            r.callback(1).unwrap();
+            black_box(d.try_take());
+        }
+        // gather_results over `n` Deferreds fired after gathering.
+        "gather_elem" => {
+            let (ds, rs): (Vec<_>, Vec<_>) = (0..n).map(|_| Deferred::<u64>::new()).unzip();
+            let all = gather_results(ds);
+            for (i, r) in rs.into_iter().enumerate() {
+                r.callback(i as u64).unwrap();
+            }
+            black_box(all.try_take());
+        }
+        "queue_put_get" => {
+            let q = DeferredQueue::<u64>::new(None, None);
+            for i in 0..n {
+                q.put(i).unwrap();
+                black_box(q.get().unwrap().try_take());
+            }
+        }
+        "lock_acquire_release" => {
+            let l = DeferredLock::new();
+            for _ in 0..n {
+                black_box(l.acquire().try_take());
+                l.release().unwrap();
+            }
+        }
+        "semaphore_acquire_release" => {
+            let s = DeferredSemaphore::new(1).unwrap();
+            for _ in 0..n {
+                black_box(s.acquire().try_take());
+                s.release().unwrap();
+            }
+        }
+        other => eprintln!("unknown workload {other}"),
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--list" || a == "--bench") {
+        // Under `cargo bench`: nothing to measure here.
+        return;
+    }
+    let workload = args.get(1).map(String::as_str).unwrap_or("new_fire_take");
+    let n = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1000);
+    run(workload, n);
+}
