@@ -45,11 +45,14 @@ use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 
 use crate::error::NoRuntimeError;
-use crate::state::{Canceller, CooperativeCancel, Core, cancel_core};
+use crate::state::{Canceller, CooperativeCancel, Core, Inner, cancel_core};
 use crate::{Deferred, Failure};
 
 thread_local! {
-    static CURRENT: RefCell<Option<Arc<Driver>>> = const { RefCell::new(None) };
+    /// While a driven future is being polled on this thread: `Some`, holding
+    /// its driver, which is allocated lazily by the first `note_awaiting`
+    /// (a future that never awaits a Deferred needs none).
+    static CURRENT: RefCell<Option<Option<Arc<Driver>>>> = const { RefCell::new(None) };
 }
 
 /// Shared between a future's task and its Deferred's canceller.
@@ -88,7 +91,8 @@ impl CooperativeCancel for Driver {
 /// Deferred as awaited by the future being driven on this thread, if any.
 pub(crate) fn note_awaiting(core: &Arc<dyn Core>) {
     let _ = CURRENT.try_with(|current| {
-        if let Some(driver) = &*current.borrow() {
+        if let Some(slot) = &mut *current.borrow_mut() {
+            let driver = slot.get_or_insert_with(Default::default);
             let mut awaiting = driver.awaiting.lock().unwrap_or_else(|e| e.into_inner());
             let ptr = Arc::as_ptr(core);
             if !awaiting.iter().any(|w| std::ptr::addr_eq(w.as_ptr(), ptr)) {
@@ -103,7 +107,8 @@ pin_project_lite::pin_project! {
     struct Driven<F> {
         #[pin]
         fut: F,
-        driver: Arc<Driver>,
+        // `None` until the future first awaits a Deferred.
+        driver: Option<Arc<Driver>>,
     }
 }
 
@@ -112,14 +117,19 @@ impl<F: Future> Future for Driven<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        this.driver
-            .awaiting
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        if let Some(driver) = this.driver {
+            driver
+                .awaiting
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+        }
         let previous = CURRENT.with(|c| c.replace(Some(this.driver.clone())));
         let polled = catch_unwind(AssertUnwindSafe(|| this.fut.poll(cx)));
-        CURRENT.with(|c| *c.borrow_mut() = previous);
+        let ours = CURRENT.with(|c| std::mem::replace(&mut *c.borrow_mut(), previous));
+        if this.driver.is_none() {
+            *this.driver = ours.flatten();
+        }
         match polled {
             Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
             Ok(Poll::Pending) => Poll::Pending,
@@ -169,21 +179,23 @@ where
     E: Into<Failure> + 'static,
 {
     let at = Location::caller();
-    let driver = Arc::new(Driver::default());
-    let (d, resolver) = Deferred::with_raw_canceller(Canceller::Cooperative(driver.clone()), at);
     let mut driven = Box::pin(Driven {
         fut: future,
-        driver: driver.clone(),
+        driver: None,
     });
     let mut cx = Context::from_waker(Waker::noop());
     if let Poll::Ready(out) = driven.as_mut().poll(&mut cx) {
-        let _ = resolver.inner.fire(flatten(out), |r| r, at);
-        return d;
+        // Finished inline: an already-fired Deferred, like `succeed`/`fail`
+        // (nobody can hold it yet, so it needs no canceller).
+        return Deferred::from_core(Inner::new_fired(flatten(out), at));
     }
-    if driver.cancelled.load(Ordering::SeqCst) {
-        // Cancelled while it ran inline: the Deferred already failed.
-        return d;
-    }
+    let driver = driven
+        .as_mut()
+        .project()
+        .driver
+        .get_or_insert_with(Default::default)
+        .clone();
+    let (d, resolver) = Deferred::with_raw_canceller(Canceller::Cooperative(driver.clone()), at);
     match tokio::runtime::Handle::try_current() {
         Ok(handle) => {
             let task = handle.spawn(async move {
