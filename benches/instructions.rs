@@ -77,6 +77,19 @@ fn run(workload: &str, n: u64) {
                 s.release().unwrap();
             }
         }
+        // Anchors, for instruction ratios.
+        "oneshot_send_recv" => {
+            for _ in 0..n {
+                let (tx, mut rx) = tokio::sync::oneshot::channel::<u64>();
+                tx.send(black_box(1)).unwrap();
+                black_box(rx.try_recv().ok());
+            }
+        }
+        "succeed_take" => {
+            for _ in 0..n {
+                black_box(succeed(black_box(1u64)).try_take());
+            }
+        }
         other => eprintln!("unknown workload {other}"),
     }
 }
