@@ -9,9 +9,11 @@
 //! set_debugging(false);
 //! ```
 //!
-//! Every Deferred always records where it was created (`#[track_caller]`) and
-//! where it was first fired; with debugging on it also records backtraces of
-//! both. They appear in [`AlreadyCalledError`](crate::AlreadyCalledError)
+//! Every Deferred records where it was created (`#[track_caller]`); with
+//! debugging on it also records where it was first fired and backtraces of
+//! both (as Twisted records its " C:" / " I:" stacks only in debug mode).
+//! The debug records live in a side table, so a Deferred created with
+//! debugging off carries no debugging state at all (8 bytes: the site). They appear in [`AlreadyCalledError`](crate::AlreadyCalledError)
 //! messages and in the unhandled-error event.
 //!
 //! # Unhandled errors
@@ -22,10 +24,11 @@
 //! "Unhandled error in Deferred" when the Deferred is garbage collected).
 
 use std::backtrace::Backtrace;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::panic::Location;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::Failure;
 
@@ -46,81 +49,93 @@ pub fn is_debugging() -> bool {
     DEBUGGING.load(Ordering::Relaxed)
 }
 
-/// Where a Deferred came from and was first fired.
-#[derive(Debug)]
-pub(crate) struct DebugInfo {
-    pub(crate) created: &'static Location<'static>,
-    pub(crate) fired: Option<&'static Location<'static>>,
-    traces: Option<Box<Traces>>,
+/// What debugging mode records about one Deferred, kept in a side table
+/// keyed by the address of its shared state (so that a Deferred created
+/// with debugging off pays nothing for it: not a byte of its state).
+struct Record {
+    fired: Option<&'static Location<'static>>,
+    created_trace: Backtrace,
+    fired_trace: Option<Backtrace>,
 }
 
-#[derive(Debug, Default)]
-struct Traces {
-    created: Option<Backtrace>,
-    fired: Option<Backtrace>,
+/// The side table. Only Deferreds created while debugging is on have an
+/// entry; it goes when their shared state is dropped.
+static RECORDS: Mutex<Option<HashMap<usize, Record>>> = Mutex::new(None);
+
+fn records() -> std::sync::MutexGuard<'static, Option<HashMap<usize, Record>>> {
+    RECORDS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-impl DebugInfo {
-    /// Without backtraces, whatever `is_debugging` says.
-    pub(crate) fn light(created: &'static Location<'static>) -> Self {
-        DebugInfo {
-            created,
-            fired: None,
-            traces: None,
+/// Starts the record of a Deferred created while debugging is on.
+pub(crate) fn trace_created(key: usize) {
+    let record = Record {
+        fired: None,
+        created_trace: Backtrace::force_capture(),
+        fired_trace: None,
+    };
+    records()
+        .get_or_insert_with(HashMap::new)
+        .insert(key, record);
+}
+
+/// Records the first fire of a traced Deferred: its site, and a backtrace
+/// if debugging is (still) on.
+pub(crate) fn trace_fired(key: usize, at: &'static Location<'static>) {
+    let trace = is_debugging().then(Backtrace::force_capture);
+    if let Some(record) = records().as_mut().and_then(|m| m.get_mut(&key)) {
+        if record.fired.is_none() {
+            record.fired = Some(at);
+            record.fired_trace = trace;
         }
     }
+}
 
-    pub(crate) fn new(created: &'static Location<'static>) -> Self {
-        let traces = is_debugging().then(|| {
-            Box::new(Traces {
-                created: Some(Backtrace::force_capture()),
-                fired: None,
-            })
-        });
-        DebugInfo {
-            created,
-            fired: None,
-            traces,
-        }
+/// Drops the record of a traced Deferred whose state goes away.
+pub(crate) fn trace_forget(key: usize) {
+    if let Some(m) = records().as_mut() {
+        m.remove(&key);
     }
+}
 
-    pub(crate) fn record_fire(&mut self, at: &'static Location<'static>) {
-        if self.fired.is_some() {
-            return;
-        }
-        self.fired = Some(at);
-        if is_debugging() {
-            self.traces.get_or_insert_with(Default::default).fired =
-                Some(Backtrace::force_capture());
-        }
-    }
+/// Where a traced Deferred was first fired.
+pub(crate) fn fired_site(key: Option<usize>) -> Option<&'static Location<'static>> {
+    let key = key?;
+    records().as_ref()?.get(&key)?.fired
+}
 
-    /// A one-paragraph description: creation and first-fire sites, plus the
-    /// backtraces when they were captured (Twisted's " C:" / " I:" lines).
-    pub(crate) fn describe(&self) -> Arc<str> {
-        let mut s = format!("created at {}", self.created);
-        match self.fired {
-            Some(at) => {
-                let _ = write!(s, ", first fired at {at}");
-            }
-            None => s.push_str(", not fired"),
-        }
-        if let Some(traces) = &self.traces {
-            if let Some(bt) = &traces.created {
-                s.push_str("\n C: Deferred was created:\n");
-                for line in bt.to_string().lines() {
-                    let _ = writeln!(s, " C:{line}");
+/// A one-paragraph description of a Deferred: its creation site, and for
+/// one created while debugging was on (`key`) its first-fire site and the
+/// backtraces of both (Twisted's " C:" / " I:" lines).
+pub(crate) fn describe(created: &'static Location<'static>, key: Option<usize>) -> Arc<str> {
+    let mut s = format!("created at {created}");
+    let guard = key.map(|_| records());
+    let record = key
+        .zip(guard.as_ref())
+        .and_then(|(k, g)| g.as_ref()?.get(&k));
+    match record {
+        Some(r) => {
+            match r.fired {
+                Some(at) => {
+                    let _ = write!(s, ", first fired at {at}");
                 }
+                None => s.push_str(", not fired"),
             }
-            if let Some(bt) = &traces.fired {
+            s.push_str("\n C: Deferred was created:\n");
+            for line in r.created_trace.to_string().lines() {
+                let _ = writeln!(s, " C:{line}");
+            }
+            if let Some(bt) = &r.fired_trace {
                 s.push_str("\n I: First Invoker was:\n");
                 for line in bt.to_string().lines() {
                     let _ = writeln!(s, " I:{line}");
                 }
             }
         }
-        s.into()
+        None => s.push_str(
+            " (turn on set_debugging(true) to record where it was fired, with backtraces)",
+        ),
     }
+    s.into()
 }
 
 /// Emits the one event for an unhandled failure.

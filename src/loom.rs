@@ -4,11 +4,11 @@
 //! the state machine's races are in the mutex and the resolver counter.
 
 #[cfg(tokio_deferred_loom)]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicUsize};
+pub(crate) use loom::sync::atomic::{AtomicU8, AtomicU16, AtomicU32};
 #[cfg(tokio_deferred_loom)]
 pub(crate) use loom::sync::{Mutex, MutexGuard};
 
 #[cfg(not(tokio_deferred_loom))]
-pub(crate) use std::sync::atomic::{AtomicBool, AtomicUsize};
+pub(crate) use std::sync::atomic::{AtomicU8, AtomicU16, AtomicU32};
 #[cfg(not(tokio_deferred_loom))]
 pub(crate) use std::sync::{Mutex, MutexGuard};

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use crate::Failure;
 use crate::error::AlreadyCalledError;
-use crate::state::{Inner, add_resolver, drop_resolver};
+use crate::state::Inner;
 
 /// Fires a [`Deferred`](crate::Deferred): Twisted's `d.callback(v)` / `d.errback(f)`.
 ///
@@ -36,7 +36,7 @@ pub struct Resolver<T: Send + 'static> {
 impl<T: Send + 'static> Resolver<T> {
     /// A new handle on `inner`, counted like a clone.
     pub(crate) fn from_inner(inner: Arc<Inner<T>>) -> Self {
-        add_resolver(&inner);
+        inner.add_resolver();
         Resolver { inner }
     }
 
@@ -111,9 +111,7 @@ impl<T: Send + 'static> Clone for Resolver<T> {
 
 impl<T: Send + 'static> Drop for Resolver<T> {
     fn drop(&mut self) {
-        if drop_resolver(&self.inner) {
-            self.inner.resolvers_gone();
-        }
+        self.inner.drop_resolver();
     }
 }
 

@@ -27,9 +27,9 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::task::{Poll, Waker};
 
-use crate::debug::{DebugInfo, report_unhandled};
+use crate::debug::{self, report_unhandled};
 use crate::error::{AlreadyCalledError, CancelledError, ResultTakenError};
-use crate::loom::{AtomicBool, AtomicUsize, Mutex, MutexGuard};
+use crate::loom::{AtomicU8, AtomicU16, AtomicU32, Mutex, MutexGuard};
 use crate::{Failure, Resolver};
 
 /// A result travelling down a chain.
@@ -97,6 +97,10 @@ pub(crate) trait Link: Send {
     fn take_failure(&mut self) -> Option<Failure>;
     /// Replaces the output with a failure.
     fn fail_output(&mut self, failure: Failure);
+    /// Whether the output slot holds a failure (no clone of it).
+    fn output_is_err(&self) -> bool {
+        matches!(self.output_state(), ResultState::Err(_))
+    }
 }
 
 /// Moves a typed result out of an erased slot. A slot of the wrong type or
@@ -206,6 +210,10 @@ where
     fn fail_output(&mut self, failure: Failure) {
         self.output = Some(Err(failure));
     }
+
+    fn output_is_err(&self) -> bool {
+        matches!(self.output, Some(Err(_)))
+    }
 }
 
 /// Twisted's `_CONTINUE` marker: appended to an inner Deferred that an outer
@@ -312,6 +320,10 @@ impl<T: Send + 'static> Link for ChainLink<T> {
     fn fail_output(&mut self, failure: Failure) {
         self.output = Some(Err(failure));
     }
+
+    fn output_is_err(&self) -> bool {
+        matches!(self.output, Some(Err(_)))
+    }
 }
 
 /// What a Deferred's current result is, for `Debug` and inspection.
@@ -353,13 +365,54 @@ pub(crate) trait CooperativeCancel: Send + Sync {
     fn cancel(&self) -> bool;
 }
 
+/// How a canceller is handed to [`Inner::new`].
 pub(crate) enum Canceller<T: Send + 'static> {
     None,
-    Once(Box<dyn FnOnce(&Resolver<T>) + Send>),
+    /// Twisted's canceller: runs at most once, with a Resolver.
+    Once(Box<dyn CancelFn<T>>),
+    /// Asked on every `cancel()` until the Deferred fires.
     Cooperative(Arc<dyn CooperativeCancel>),
-    /// A `Once` canceller was taken by a `cancel()` that is running it; a
-    /// concurrent `cancel()` leaves the outcome to that one.
-    Spent,
+}
+
+/// A canceller as stored in the state: one thin-enough box, whatever kind
+/// it is (16 bytes in [`Rest::Unfired`]).
+pub(crate) trait CancelFn<T: Send + 'static>: Send {
+    /// Runs the canceller. `keep` receives a Resolver the caller keeps alive
+    /// until the default `CancelledError` is applied. `Some(self)`: the
+    /// cancellation was forwarded; ask again on the next `cancel()`.
+    fn cancel(
+        self: Box<Self>,
+        inner: &Arc<Inner<T>>,
+        keep: &mut Option<Resolver<T>>,
+    ) -> Option<Box<dyn CancelFn<T>>>;
+}
+
+impl<T, F> CancelFn<T> for F
+where
+    T: Send + 'static,
+    F: FnOnce(&Resolver<T>) + Send,
+{
+    fn cancel(
+        self: Box<Self>,
+        inner: &Arc<Inner<T>>,
+        keep: &mut Option<Resolver<T>>,
+    ) -> Option<Box<dyn CancelFn<T>>> {
+        let resolver = keep.insert(Resolver::from_inner(inner.clone()));
+        (*self)(resolver);
+        None
+    }
+}
+
+struct Cooperative(Arc<dyn CooperativeCancel>);
+
+impl<T: Send + 'static> CancelFn<T> for Cooperative {
+    fn cancel(
+        self: Box<Self>,
+        _inner: &Arc<Inner<T>>,
+        _keep: &mut Option<Resolver<T>>,
+    ) -> Option<Box<dyn CancelFn<T>>> {
+        if self.0.cancel() { Some(self) } else { None }
+    }
 }
 
 /// The object-safe face of a Deferred's shared state.
@@ -431,172 +484,102 @@ pub(crate) fn cancel_core(mut core: Arc<dyn Core>) {
     }
 }
 
-pub(crate) fn same_core(a: &Arc<dyn Core>, b: &Arc<dyn Core>) -> bool {
-    std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b))
+/// Reverses a stack of links threaded through their `next` pointers:
+/// the inbox (newest first) becomes a run list (oldest first).
+fn reverse(mut stack: Option<LinkBox>) -> Option<LinkBox> {
+    let mut out = None;
+    while let Some(mut link) = stack {
+        stack = link.next.take();
+        link.next = out;
+        out = Some(link);
+    }
+    out
 }
 
-/// The FIFO of links waiting to run, as two singly linked stacks threaded
-/// through the links' own `next` pointers (no buffer to allocate or grow):
-/// `push_back` pushes onto `inbox` (newest first); `pop_front` pops from
-/// `outbox` (oldest first), reversing `inbox` into it when it runs dry.
-/// Each link moves at most twice, so both are amortised O(1).
-struct LinkQueue {
-    inbox: Option<LinkBox>,
-    outbox: Option<LinkBox>,
-    len: usize,
+/// Counts the links of a list threaded through `next` (for `Debug`).
+fn count(mut list: Option<&LinkBox>) -> usize {
+    let mut n = 0;
+    while let Some(link) = list {
+        n += 1;
+        list = link.next.as_ref();
+    }
+    n
 }
 
-impl LinkQueue {
-    const fn new() -> Self {
-        LinkQueue {
-            inbox: None,
-            outbox: None,
-            len: 0,
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    fn len(&self) -> usize {
-        self.len
-    }
-
-    #[inline]
-    fn push_back(&mut self, mut link: LinkBox) {
-        link.next = self.inbox.take();
-        self.inbox = Some(link);
-        self.len += 1;
-    }
-
-    #[inline]
-    fn pop_front(&mut self) -> Option<LinkBox> {
-        if self.outbox.is_none() {
-            while let Some(mut link) = self.inbox.take() {
-                self.inbox = link.next.take();
-                link.next = self.outbox.take();
-                self.outbox = Some(link);
-            }
-        }
-        let mut link = self.outbox.take()?;
-        self.outbox = link.next.take();
-        self.len -= 1;
-        Some(link)
-    }
-}
-
-impl Drop for LinkQueue {
-    /// Unlinks one by one: the default recursive drop of a long list would
-    /// overflow the stack.
+impl<L: ?Sized> Drop for Node<L> {
+    /// Unlinks the rest of the list one by one: the default recursive drop
+    /// of a long list would overflow the stack.
     fn drop(&mut self) {
-        if self.len == 0 {
-            return;
-        }
-        let mut cur = self.outbox.take();
-        loop {
-            while let Some(mut link) = cur {
-                cur = link.next.take();
-            }
-            match self.inbox.take() {
-                Some(link) => cur = Some(link),
-                None => return,
-            }
+        let mut next = self.next.take();
+        while let Some(mut link) = next {
+            next = link.next.take();
         }
     }
 }
 
-enum Rest<T> {
-    /// Not fired yet.
-    Unfired,
-    /// The result the Deferred was fired with, before any link ran (the
-    /// slot is what links `pull` from).
-    Source(Option<Res<T>>),
-    /// The result is in this link's output slot.
+/// Where a Deferred's result is.
+enum Rest<T: Send + 'static> {
+    /// Not fired yet; the canceller, if any.
+    Unfired(Option<Box<dyn CancelFn<T>>>),
+    /// The result the Deferred was fired with, before any link ran.
+    Source(Res<T>),
+    /// The result is in this link's output slot. The link's `next` holds the
+    /// links still to run before those of the inbox (the *outbox*): the
+    /// runner takes every queued link at once and puts back what it did not
+    /// run here, so the state needs no second list head.
     Holder(LinkBox),
+    /// A callback returned this Deferred and the chain waits on it; the
+    /// result and the outbox travel with the continuation queued in it.
+    Waiting(Weak<dyn Core>),
     /// The result was taken (awaited, handed over, or being run).
     Taken,
 }
 
+/// The part of a Deferred's state guarded by its mutex: 64 bytes for a
+/// `u64` Deferred (the flags live beside the mutex; see [`Inner`]).
 struct State<T: Send + 'static> {
-    links: LinkQueue,
+    /// Links added and not yet taken by a runner, newest first.
+    inbox: Option<LinkBox>,
     rest: Rest<T>,
-    called: bool,
-    running: bool,
-    suppress_already_called: bool,
-    consumer: bool,
-    /// Twisted's armed `DebugInfo.failResult`: the result is a failure that
-    /// was at rest at the end of a completed (unpaused) run. When the state
-    /// goes away without its handle having reported (the handle moved into
-    /// a chain), only an armed failure is reported, as in Twisted.
-    armed: bool,
-    paused: u32,
-    waiting: Option<Weak<dyn Core>>,
-    canceller: Canceller<T>,
     waker: Option<Waker>,
-    debug: DebugInfo,
+    created: &'static Location<'static>,
 }
 
 impl<T: Send + 'static> State<T> {
-    /// Unfired when `result` is `None`, fired with it otherwise.
-    fn new(result: Option<Res<T>>, canceller: Canceller<T>, debug: DebugInfo) -> Self {
-        let called = result.is_some();
-        let armed = matches!(result, Some(Err(_)));
-        State {
-            armed,
-            links: LinkQueue::new(),
-            rest: match result {
-                Some(r) => Rest::Source(Some(r)),
-                None => Rest::Unfired,
-            },
-            called,
-            running: false,
-            suppress_already_called: false,
-            consumer: true,
-            paused: 0,
-            waiting: None,
-            canceller,
-            waker: None,
-            debug,
+    fn outbox_empty(&self) -> bool {
+        match &self.rest {
+            Rest::Holder(h) => h.next.is_none(),
+            _ => true,
         }
     }
 
-    fn finished(&self) -> bool {
-        self.called
-            && !self.running
-            && self.paused == 0
-            && self.waiting.is_none()
-            && self.links.is_empty()
+    fn links_empty(&self) -> bool {
+        self.inbox.is_none() && self.outbox_empty()
     }
 
-    fn can_run(&self) -> bool {
-        self.called && !self.running && self.paused == 0 && self.waiting.is_none()
+    fn waiting(&self) -> bool {
+        matches!(self.rest, Rest::Waiting(_))
     }
 
     /// Feeds the current result to `sink`; returns the emptied holder so it
-    /// can be dropped after the lock is released.
+    /// can be dropped after the lock is released. The outbox must be empty.
     fn take_rest_into(&mut self, sink: &mut dyn FnMut(&mut dyn Any)) -> Option<LinkBox> {
-        self.armed = false;
-        if let Rest::Source(slot) = &mut self.rest {
-            sink(slot);
-            if slot.is_none() {
-                self.rest = Rest::Taken;
-            }
-            // Else not taken (a slot of another type): left at rest.
-            return None;
-        }
         match mem::replace(&mut self.rest, Rest::Taken) {
-            Rest::Source(_) => None,
+            Rest::Source(r) => {
+                let mut slot = Some(r);
+                sink(&mut slot);
+                if let Some(r) = slot {
+                    // Not taken (a slot of another type): left at rest.
+                    self.rest = Rest::Source(r);
+                }
+                None
+            }
             Rest::Holder(mut holder) => {
                 sink(holder.output());
                 Some(holder)
             }
-            Rest::Unfired => {
-                self.rest = Rest::Unfired;
-                sink(&mut ());
-                None
-            }
-            Rest::Taken => {
+            other => {
+                self.rest = other;
                 sink(&mut ());
                 None
             }
@@ -605,18 +588,29 @@ impl<T: Send + 'static> State<T> {
 
     fn result_state(&self) -> ResultState {
         match &self.rest {
-            Rest::Source(slot) => slot_state(slot),
+            Rest::Source(Ok(_)) => ResultState::Ok,
+            Rest::Source(Err(f)) => ResultState::Err(f.clone()),
             Rest::Holder(h) => h.output_state(),
-            Rest::Unfired | Rest::Taken => ResultState::Empty,
+            _ => ResultState::Empty,
+        }
+    }
+
+    fn result_is_err(&self) -> bool {
+        match &self.rest {
+            Rest::Source(r) => r.is_err(),
+            Rest::Holder(h) => h.output_is_err(),
+            _ => false,
         }
     }
 
     fn take_failure(&mut self) -> Option<Failure> {
-        self.armed = false;
         match &mut self.rest {
-            Rest::Source(slot) => slot_take_failure(slot),
+            Rest::Source(Err(_)) => match mem::replace(&mut self.rest, Rest::Taken) {
+                Rest::Source(Err(f)) => Some(f),
+                _ => None,
+            },
             Rest::Holder(h) => h.take_failure(),
-            Rest::Unfired | Rest::Taken => None,
+            _ => None,
         }
     }
 }
@@ -624,78 +618,111 @@ impl<T: Send + 'static> State<T> {
 /// What to do once the lock is released after finishing a run.
 struct Finish {
     waker: Option<Waker>,
-    unhandled: Option<(Failure, UnhandledInfo)>,
-}
-
-struct UnhandledInfo(DebugSummary);
-
-/// The parts of a [`DebugInfo`] needed to report outside the lock.
-struct DebugSummary {
-    created: &'static Location<'static>,
-    fired: Option<&'static Location<'static>>,
-    describe: Arc<str>,
+    unhandled: Option<Box<(Failure, Arc<str>, &'static Location<'static>)>>,
 }
 
 impl Finish {
-    fn run(self) {
+    fn run(self, key: Option<usize>) {
         if let Some(waker) = self.waker {
             waker.wake();
         }
-        if let Some((failure, UnhandledInfo(info))) = self.unhandled {
-            report_unhandled(&failure, info.created, info.fired, &info.describe);
+        if let Some(report) = self.unhandled {
+            let (failure, describe, created) = *report;
+            report_unhandled(&failure, created, debug::fired_site(key), &describe);
         }
     }
 }
 
+// Bits of `Inner::flags`.
+/// Fired (Twisted's `called`). Also read without the lock.
+const CALLED: u8 = 1 << 0;
+/// Someone holds the runner token.
+const RUNNING: u8 = 1 << 1;
+/// Swallow one late fire (after a canceller-less `cancel()`).
+const SUPPRESS: u8 = 1 << 2;
+/// The handle (the consumer of the result) went away.
+const NO_CONSUMER: u8 = 1 << 3;
+/// Twisted's armed `DebugInfo.failResult`: the result is a failure that was
+/// at rest at the end of a completed (unpaused) run. When the state goes
+/// away without its handle having reported (the handle moved into a
+/// chain), only an armed failure is reported, as in Twisted.
+const ARMED: u8 = 1 << 4;
+/// A `cancel()` took the canceller and is running it.
+const CANCELLING: u8 = 1 << 5;
+/// Created with debugging on: has a record in the debug side table.
+const TRACED: u8 = 1 << 6;
+
 /// A Deferred's shared state, typed by the type it was created with.
+///
+/// Layout (a `u64` Deferred with no canceller: 96 bytes with the `Arc`
+/// counts, one allocation): the mutex and its [`State`], then the
+/// resolver count, the flag bits and the pause count. The flags and the
+/// pause count are atomics only so that they can sit outside the mutex
+/// (in the word beside the resolver count); they are written only under
+/// the lock, with plain loads and stores, except `CALLED`, which dropping
+/// a Resolver reads without it.
 pub(crate) struct Inner<T: Send + 'static> {
     state: Mutex<State<T>>,
-    pub(crate) resolvers: AtomicUsize,
-    /// Mirrors `State::called` (set under the lock) so that dropping the
-    /// last Resolver of a fired Deferred needs no lock.
-    fired: AtomicBool,
+    resolvers: AtomicU32,
+    flags: AtomicU8,
+    paused: AtomicU16,
 }
 
 impl<T: Send + 'static> Inner<T> {
-    pub(crate) fn new(canceller: Canceller<T>, created: &'static Location<'static>) -> Arc<Self> {
-        let mut inner = Arc::new(Inner {
-            state: Mutex::new(State::new(None, Canceller::None, DebugInfo::light(created))),
-            resolvers: AtomicUsize::new(1),
-            fired: AtomicBool::new(false),
+    fn build(
+        rest: Rest<T>,
+        flags: u8,
+        resolvers: u32,
+        created: &'static Location<'static>,
+    ) -> Arc<Self> {
+        let traced = debug::is_debugging();
+        let inner = Arc::new(Inner {
+            state: Mutex::new(State {
+                inbox: None,
+                rest,
+                waker: None,
+                created,
+            }),
+            resolvers: AtomicU32::new(resolvers),
+            flags: AtomicU8::new(if traced { flags | TRACED } else { flags }),
+            paused: AtomicU16::new(0),
         });
-        // The rare parts are filled in place: building the whole State on the
-        // stack and copying it into the Arc stalls on the copy (measured:
-        // new+fire+take 102 -> 69 ns; BENCHMARKS.md).
-        let debugging = crate::debug::is_debugging();
-        if debugging || !matches!(canceller, Canceller::None) {
-            if let Some(inner) = Arc::get_mut(&mut inner) {
-                let st = inner.state.get_mut().unwrap_or_else(|e| e.into_inner());
-                st.canceller = canceller;
-                if debugging {
-                    st.debug = DebugInfo::new(created);
-                }
+        if traced {
+            let key = inner.key();
+            debug::trace_created(key);
+            if flags & CALLED != 0 {
+                debug::trace_fired(key, created);
             }
         }
         inner
+    }
+
+    pub(crate) fn new(canceller: Canceller<T>, created: &'static Location<'static>) -> Arc<Self> {
+        let canceller: Option<Box<dyn CancelFn<T>>> = match canceller {
+            Canceller::None => None,
+            Canceller::Once(f) => Some(f),
+            Canceller::Cooperative(c) => Some(Box::new(Cooperative(c))),
+        };
+        Self::build(Rest::Unfired(canceller), 0, 1, created)
     }
 
     /// A Deferred that already has `result` (Twisted's `succeed`/`fail`).
     pub(crate) fn new_fired(result: Res<T>, created: &'static Location<'static>) -> Arc<Self> {
-        let mut debug = DebugInfo::light(created);
-        debug.fired = Some(created);
-        let mut inner = Arc::new(Inner {
-            state: Mutex::new(State::new(Some(result), Canceller::None, debug)),
-            resolvers: AtomicUsize::new(0),
-            fired: AtomicBool::new(true),
-        });
-        if crate::debug::is_debugging() {
-            if let Some(inner) = Arc::get_mut(&mut inner) {
-                let st = inner.state.get_mut().unwrap_or_else(|e| e.into_inner());
-                st.debug = DebugInfo::new(created);
-                st.debug.record_fire(created);
-            }
-        }
-        inner
+        let flags = if result.is_err() {
+            CALLED | ARMED
+        } else {
+            CALLED
+        };
+        Self::build(Rest::Source(result), flags, 0, created)
+    }
+
+    /// The key of this state in the debug side table.
+    fn key(&self) -> usize {
+        std::ptr::from_ref(self).addr()
+    }
+
+    fn traced_key(&self) -> Option<usize> {
+        (self.flags() & TRACED != 0).then(|| self.key())
     }
 
     fn lock(&self) -> MutexGuard<'_, State<T>> {
@@ -704,12 +731,51 @@ impl<T: Send + 'static> Inner<T> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    #[inline]
+    fn flags(&self) -> u8 {
+        self.flags.load(Ordering::Relaxed)
+    }
+
+    /// Sets flag bits. Only under the lock (a plain load and store).
+    #[inline]
+    fn set(&self, bits: u8) {
+        self.flags.store(self.flags() | bits, Ordering::Release);
+    }
+
+    /// Clears flag bits. Only under the lock.
+    #[inline]
+    fn clear(&self, bits: u8) {
+        self.flags.store(self.flags() & !bits, Ordering::Release);
+    }
+
+    #[inline]
+    fn paused(&self) -> u16 {
+        self.paused.load(Ordering::Relaxed)
+    }
+
+    /// Fired, not running, not paused, not waiting, nothing queued. Under the lock.
+    fn finished(&self, st: &State<T>) -> bool {
+        self.flags() & (CALLED | RUNNING) == CALLED
+            && self.paused() == 0
+            && !st.waiting()
+            && st.links_empty()
+    }
+
+    /// Fired, not running, not paused, not waiting. Under the lock.
+    fn can_run(&self, st: &State<T>) -> bool {
+        self.flags() & (CALLED | RUNNING) == CALLED && self.paused() == 0 && !st.waiting()
+    }
+
     pub(crate) fn created_at(&self) -> &'static Location<'static> {
-        self.lock().debug.created
+        self.lock().created
     }
 
     pub(crate) fn is_called(&self) -> bool {
-        self.lock().called
+        self.flags.load(Ordering::Acquire) & CALLED != 0
+    }
+
+    fn describe(&self, st: &State<T>) -> Arc<str> {
+        debug::describe(st.created, self.traced_key())
     }
 
     /// Fires the Deferred. `Ok(true)`: the caller took the runner token and
@@ -722,13 +788,14 @@ impl<T: Send + 'static> Inner<T> {
         at: &'static Location<'static>,
         honour_suppress: bool,
     ) -> Result<bool, AlreadyCalledError<V>> {
-        let mut st = self.lock();
-        if st.called {
-            if honour_suppress && st.suppress_already_called {
-                st.suppress_already_called = false;
+        let st = self.lock();
+        let flags = self.flags();
+        if flags & CALLED != 0 {
+            if honour_suppress && flags & SUPPRESS != 0 {
+                self.clear(SUPPRESS);
                 return Ok(false);
             }
-            let info = st.debug.describe();
+            let info = self.describe(&st);
             return Err(AlreadyCalledError::new(value, info));
         }
         Ok(self.fire_locked(st, convert(value), at))
@@ -742,25 +809,29 @@ impl<T: Send + 'static> Inner<T> {
         value: Res<T>,
         at: &'static Location<'static>,
     ) -> bool {
-        st.called = true;
-        self.fired.store(true, Ordering::Release);
-        st.debug.record_fire(at);
-        st.rest = Rest::Source(Some(value));
-        let canceller = mem::replace(&mut st.canceller, Canceller::None);
-        let run = if st.paused > 0 {
+        let flags = self.flags();
+        if flags & TRACED != 0 {
+            debug::trace_fired(self.key(), at);
+        }
+        // The old rest holds the canceller: dropped after the unlock.
+        let old = mem::replace(&mut st.rest, Rest::Source(value));
+        let run = if self.paused() > 0 {
+            self.flags.store(flags | CALLED, Ordering::Release);
             false
-        } else if st.links.is_empty() {
-            let finish = Self::finish(&mut st);
+        } else if st.links_empty() {
+            self.flags.store(flags | CALLED, Ordering::Release);
+            let finish = self.finish(&mut st);
             drop(st);
-            finish.run();
-            drop(canceller);
+            finish.run(self.traced_key());
+            drop(old);
             return false;
         } else {
-            st.running = true;
+            self.flags
+                .store(flags | CALLED | RUNNING, Ordering::Release);
             true
         };
         drop(st);
-        drop(canceller);
+        drop(old);
         run
     }
 
@@ -784,17 +855,30 @@ impl<T: Send + 'static> Inner<T> {
         }
     }
 
-    /// Every Resolver was dropped.
-    pub(crate) fn resolvers_gone(self: &Arc<Self>) {
-        if self.fired.load(Ordering::Acquire) {
+    /// Counts one more Resolver.
+    pub(crate) fn add_resolver(&self) {
+        self.resolvers.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One Resolver went away. Once fired, the count no longer matters, so
+    /// it is not even decremented (no atomic read-modify-write).
+    pub(crate) fn drop_resolver(self: &Arc<Self>) {
+        if self.is_called() {
             return;
         }
+        if self.resolvers.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.resolvers_gone();
+        }
+    }
+
+    /// Every Resolver was dropped.
+    fn resolvers_gone(self: &Arc<Self>) {
         let created = {
             let st = self.lock();
-            if st.called {
+            if self.flags() & CALLED != 0 {
                 return;
             }
-            st.debug.created
+            st.created
         };
         let failure = Failure::new(crate::error::ResolverDroppedError {
             created: created.to_string(),
@@ -803,54 +887,94 @@ impl<T: Send + 'static> Inner<T> {
     }
 
     /// Ends a run: releases the token and collects what to do outside the lock.
-    fn finish(st: &mut State<T>) -> Finish {
-        st.running = false;
-        st.armed = matches!(st.result_state(), ResultState::Err(_));
-        let waker = if st.links.is_empty() {
-            st.waker.take()
-        } else {
-            None
-        };
-        let unhandled = if !st.consumer {
+    fn finish(&self, st: &mut State<T>) -> Finish {
+        let mut flags = self.flags() & !(RUNNING | ARMED);
+        if st.result_is_err() {
+            flags |= ARMED;
+        }
+        let links_empty = st.links_empty();
+        let waker = if links_empty { st.waker.take() } else { None };
+        let unhandled = if flags & NO_CONSUMER != 0 {
             st.take_failure().map(|f| {
-                let info = DebugSummary {
-                    created: st.debug.created,
-                    fired: st.debug.fired,
-                    describe: st.debug.describe(),
-                };
-                (f, UnhandledInfo(info))
+                flags &= !ARMED;
+                Box::new((f, self.describe(st), st.created))
             })
         } else {
             None
         };
+        self.flags.store(flags, Ordering::Release);
         Finish { waker, unhandled }
     }
 
-    /// Stores `held` as the result and either hands over to `next` (if this
-    /// Deferred has nothing left to run) or keeps the token and nests.
-    fn hand_over(self: Arc<Self>, held: Option<LinkBox>, next: Arc<dyn Core>) -> Stop {
+    /// Stores `held` (and the links not run yet) as the result and either
+    /// hands over to `next` (if this Deferred has nothing left to run) or
+    /// keeps the token and nests.
+    fn hand_over(
+        self: Arc<Self>,
+        held: Option<LinkBox>,
+        outbox: Option<LinkBox>,
+        next: Arc<dyn Core>,
+    ) -> Stop {
+        let held = match (held, outbox) {
+            (Some(mut h), outbox) => {
+                h.next = outbox;
+                Some(h)
+            }
+            // No result (it went to the Deferred that waited on this one)
+            // but links left: an empty holder carries them; they will see
+            // the result as taken, as they would have.
+            (None, Some(outbox)) => {
+                let mut h = Node::boxed(ContinueLink {
+                    holder: None,
+                    outer: None,
+                    empty: None,
+                });
+                h.next = Some(outbox);
+                Some(h)
+            }
+            (None, None) => None,
+        };
         let mut st = self.lock();
         if let Some(h) = held {
             st.rest = Rest::Holder(h);
         }
-        if st.links.is_empty() {
-            let finish = Self::finish(&mut st);
+        if st.links_empty() {
+            let finish = self.finish(&mut st);
             drop(st);
-            finish.run();
+            finish.run(self.traced_key());
             Stop::Switch(next)
         } else {
             drop(st);
             Stop::Nested(self, next)
         }
     }
+
+    /// Ends a run with `held` (or the untouched `source`) at rest.
+    fn release(
+        &self,
+        mut st: MutexGuard<'_, State<T>>,
+        held: Option<LinkBox>,
+        source: Option<Res<T>>,
+    ) {
+        st.rest = match (held, source) {
+            (Some(h), _) => Rest::Holder(h),
+            (None, Some(r)) => Rest::Source(r),
+            (None, None) => Rest::Taken,
+        };
+        let finish = self.finish(&mut st);
+        drop(st);
+        finish.run(self.traced_key());
+    }
 }
 
 impl<T: Send + 'static> Core for Inner<T> {
     fn add_link(&self, link: LinkBox) -> bool {
         let mut st = self.lock();
-        st.links.push_back(link);
-        if st.can_run() {
-            st.running = true;
+        let mut link = link;
+        link.next = st.inbox.take();
+        st.inbox = Some(link);
+        if self.can_run(&st) {
+            self.set(RUNNING);
             true
         } else {
             false
@@ -858,74 +982,113 @@ impl<T: Send + 'static> Core for Inner<T> {
     }
 
     fn run_links(self: Arc<Self>, mut check_pause: bool) -> Stop {
-        // `held`: the link whose output slot holds the current result while
-        // the chain runs; `None` means the result is in the state.
-        let mut held: Option<LinkBox> = None;
-        // Twisted checks `paused` when it starts (or switches to) a
-        // Deferred, not between its callbacks: a callback that pauses its own
-        // Deferred does not stop the callbacks already queued behind it.
-        loop {
+        'state: loop {
+            // Take the current result and every queued link in one lock
+            // section; the links then run without the lock (Twisted checks
+            // `paused` when it starts or switches to a Deferred, not between
+            // its callbacks: a callback that pauses its own Deferred does
+            // not stop the callbacks already queued behind it).
             let mut st = self.lock();
-            if held.is_none() && check_pause && st.paused > 0 {
-                st.running = false;
+            if check_pause && self.paused() > 0 {
+                self.clear(RUNNING);
                 return Stop::Released;
             }
-            check_pause = false;
-            let Some(mut link) = st.links.pop_front() else {
-                if let Some(h) = held.take() {
-                    st.rest = Rest::Holder(h);
+            // `held`: the link whose output slot holds the current result;
+            // `source`: the fired value before any link ran.
+            let mut held: Option<LinkBox> = None;
+            let mut source: Option<Res<T>> = None;
+            let mut outbox: Option<LinkBox> = None;
+            match mem::replace(&mut st.rest, Rest::Taken) {
+                Rest::Holder(mut h) => {
+                    outbox = h.next.take();
+                    held = Some(h);
                 }
-                let finish = Self::finish(&mut st);
-                drop(st);
-                finish.run();
-                return Stop::Released;
-            };
-            let emptied = match held.take() {
-                Some(mut h) => {
-                    link.pull(h.output());
-                    Some(h)
+                Rest::Source(r) => source = Some(r),
+                Rest::Taken => {}
+                other @ (Rest::Unfired(_) | Rest::Waiting(_)) => {
+                    // Not runnable (cannot happen with the token's rules).
+                    st.rest = other;
+                    self.clear(RUNNING);
+                    return Stop::Released;
                 }
-                None => st.take_rest_into(&mut |src| link.pull(src)),
-            };
+            }
+            self.clear(ARMED);
+            if outbox.is_none() {
+                outbox = reverse(st.inbox.take());
+            }
             drop(st);
-            drop(emptied);
 
-            match link.run() {
-                Step::Done => held = Some(link),
-                Step::Wait(inner) => {
-                    let me: Arc<dyn Core> = self.clone();
-                    if same_core(&inner, &me) {
-                        link.fail_output(Failure::new(crate::error::ChainedToSelfError {}));
-                        held = Some(link);
-                        continue;
+            loop {
+                let mut link = match outbox.take() {
+                    Some(mut link) => {
+                        outbox = link.next.take();
+                        link
                     }
-                    self.lock().waiting = Some(Arc::downgrade(&inner));
-                    match inner.steal_or_chain(link, me) {
-                        Some(link) => {
-                            self.lock().waiting = None;
-                            held = Some(link);
-                        }
-                        None => {
-                            let mut st = self.lock();
-                            if st.waiting.is_some() {
-                                st.running = false;
+                    None => {
+                        let mut st = self.lock();
+                        match st.inbox.take() {
+                            Some(inbox) => {
+                                drop(st);
+                                outbox = reverse(Some(inbox));
+                                continue;
+                            }
+                            None => {
+                                self.release(st, held, source);
                                 return Stop::Released;
                             }
-                            // The inner Deferred delivered while we chained:
-                            // go on from the state.
-                            check_pause = true;
                         }
                     }
-                }
-                Step::Resume { outer, holder } => {
-                    drop(link);
-                    // This Deferred's result now belongs to `outer`.
-                    if outer.resume(holder) {
-                        return self.hand_over(None, outer);
+                };
+                match held.take() {
+                    Some(mut h) => {
+                        link.pull(h.output());
+                        drop(h);
                     }
+                    None => link.pull(&mut source),
                 }
-                Step::Fed(target) => {
-                    return self.hand_over(Some(link), target);
+
+                match link.run() {
+                    Step::Done => held = Some(link),
+                    Step::Wait(inner) => {
+                        if std::ptr::addr_eq(Arc::as_ptr(&inner), Arc::as_ptr(&self)) {
+                            link.fail_output(Failure::new(crate::error::ChainedToSelfError {}));
+                            held = Some(link);
+                            continue;
+                        }
+                        // The links not run yet travel with the result.
+                        link.next = outbox.take();
+                        self.lock().rest = Rest::Waiting(Arc::downgrade(&inner));
+                        let me: Arc<dyn Core> = self.clone();
+                        match inner.steal_or_chain(link, me) {
+                            Some(mut link) => {
+                                self.lock().rest = Rest::Taken;
+                                outbox = link.next.take();
+                                held = Some(link);
+                            }
+                            None => {
+                                let st = self.lock();
+                                if st.waiting() {
+                                    self.clear(RUNNING);
+                                    return Stop::Released;
+                                }
+                                // The inner Deferred delivered while we
+                                // chained: go on from the state.
+                                drop(st);
+                                check_pause = true;
+                                continue 'state;
+                            }
+                        }
+                    }
+                    Step::Resume { outer, holder } => {
+                        drop(link);
+                        // This Deferred's result now belongs to `outer`.
+                        if outer.resume(holder) {
+                            return self.hand_over(None, outbox, outer);
+                        }
+                    }
+                    Step::Fed(target) => {
+                        return self.hand_over(Some(link), outbox, target);
+                    }
                 }
             }
         }
@@ -933,110 +1096,117 @@ impl<T: Send + 'static> Core for Inner<T> {
 
     fn steal_or_chain(&self, mut link: LinkBox, outer: Arc<dyn Core>) -> Option<LinkBox> {
         let mut st = self.lock();
-        if st.finished() {
+        if self.finished(&st) {
+            self.clear(ARMED);
             let emptied = st.take_rest_into(&mut |src| link.refill(src));
             drop(st);
             drop(emptied);
             return Some(link);
         }
-        st.links.push_back(Node::boxed(ContinueLink {
+        let mut cont = Node::boxed(ContinueLink {
             holder: Some(link),
             outer: Some(outer),
             empty: None,
-        }));
+        });
+        cont.next = st.inbox.take();
+        st.inbox = Some(cont);
         None
     }
 
     fn resume(&self, holder: LinkBox) -> bool {
         let mut st = self.lock();
         st.rest = Rest::Holder(holder);
-        st.waiting = None;
-        if st.running || st.paused > 0 {
+        if self.flags() & RUNNING != 0 || self.paused() > 0 {
             false
         } else {
-            st.running = true;
+            self.set(RUNNING);
             true
         }
     }
 
     fn cancel_one(self: Arc<Self>) -> Option<Arc<dyn Core>> {
         let mut st = self.lock();
-        if st.called {
+        let flags = self.flags();
+        if flags & CALLED != 0 {
             // Fired but waiting on a chained Deferred: forward. Else a no-op.
-            return st.waiting.as_ref().and_then(Weak::upgrade);
+            return match &st.rest {
+                Rest::Waiting(w) => w.upgrade(),
+                _ => None,
+            };
         }
-        let created = st.debug.created;
-        let canceller = match mem::replace(&mut st.canceller, Canceller::Spent) {
-            Canceller::None => {
-                // Twisted: with no canceller, fail with CancelledError and
-                // silently swallow one late callback/errback. Both happen
-                // under the lock, so a racing fire either wins outright or
-                // is the one swallowed.
-                st.suppress_already_called = true;
-                if self.fire_locked(st, Err(Failure::new(CancelledError::new())), created) {
-                    run_chain(self.clone());
-                }
-                return None;
-            }
-            Canceller::Spent => {
+        let created = st.created;
+        let canceller = match &mut st.rest {
+            Rest::Unfired(c) => c.take(),
+            _ => None,
+        };
+        let Some(canceller) = canceller else {
+            if flags & CANCELLING != 0 {
                 // Another cancel() is running the canceller and will apply
                 // the outcome (Twisted: the canceller runs at most once).
                 return None;
             }
-            Canceller::Cooperative(c) => {
-                st.canceller = Canceller::Cooperative(c.clone());
-                Canceller::Cooperative(c)
+            // Twisted: with no canceller, fail with CancelledError and
+            // silently swallow one late callback/errback. Both happen under
+            // the lock, so a racing fire either wins outright or is the one
+            // swallowed.
+            self.set(SUPPRESS);
+            if self.fire_locked(st, Err(Failure::new(CancelledError::new())), created) {
+                run_chain(self.clone());
             }
-            once => once,
+            return None;
         };
+        self.set(CANCELLING);
         drop(st);
         // Kept until the default CancelledError is applied: if the canceller
         // dropped every other Resolver (e.g. by cancelling the timer that
         // held one), dropping this one first would fail the Deferred with
         // ResolverDroppedError instead of CancelledError.
-        let mut _keep_alive = None;
-        match canceller {
-            Canceller::None | Canceller::Spent => {}
-            Canceller::Once(f) => {
-                let resolver = _keep_alive.insert(Resolver::from_inner(self.clone()));
-                if let Err(payload) = catch_unwind(AssertUnwindSafe(|| f(resolver))) {
-                    self.fail_if_unfired(Failure::from_panic(payload), created);
+        let mut keep: Option<Resolver<T>> = None;
+        match catch_unwind(AssertUnwindSafe(|| canceller.cancel(&self, &mut keep))) {
+            Ok(Some(again)) => {
+                // Forwarded: ask it again on the next cancel().
+                let mut st = self.lock();
+                self.clear(CANCELLING);
+                if let Rest::Unfired(slot @ None) = &mut st.rest {
+                    *slot = Some(again);
                 }
+                return None;
             }
-            Canceller::Cooperative(c) => match catch_unwind(AssertUnwindSafe(|| c.cancel())) {
-                Ok(true) => return None,
-                Ok(false) => {}
-                Err(payload) => self.fail_if_unfired(Failure::from_panic(payload), created),
-            },
+            Ok(None) => {}
+            Err(payload) => self.fail_if_unfired(Failure::from_panic(payload), created),
         }
         self.fail_if_unfired(Failure::new(CancelledError::new()), created);
+        drop(keep);
         None
     }
 
     fn pause(&self) {
-        let mut st = self.lock();
-        st.paused = st.paused.saturating_add(1);
+        let _st = self.lock();
+        self.paused
+            .store(self.paused().saturating_add(1), Ordering::Relaxed);
     }
 
     fn unpause(&self) -> bool {
         let mut st = self.lock();
-        st.paused = st.paused.saturating_sub(1);
-        if !st.can_run() {
+        self.paused
+            .store(self.paused().saturating_sub(1), Ordering::Relaxed);
+        if !self.can_run(&st) {
             return false;
         }
-        if st.links.is_empty() {
-            let finish = Self::finish(&mut st);
+        if st.links_empty() {
+            let finish = self.finish(&mut st);
             drop(st);
-            finish.run();
+            finish.run(self.traced_key());
             return false;
         }
-        st.running = true;
+        self.set(RUNNING);
         true
     }
 
     fn poll_take(&self, waker: Option<&Waker>, sink: &mut dyn FnMut(&mut dyn Any)) -> Poll<()> {
         let mut st = self.lock();
-        if st.finished() {
+        if self.finished(&st) {
+            self.clear(ARMED);
             let emptied = st.take_rest_into(sink);
             drop(st);
             drop(emptied);
@@ -1053,36 +1223,43 @@ impl<T: Send + 'static> Core for Inner<T> {
 
     fn release_consumer(&self) {
         let mut st = self.lock();
-        st.consumer = false;
+        self.set(NO_CONSUMER);
         let waker = st.waker.take();
         // Any failure at rest is reported here, even a paused one: with the
         // handle gone nobody can unpause it any more (Rust does better than
         // Twisted, which reports only an armed failure).
-        if st.called && !st.running && st.waiting.is_none() {
+        let flags = self.flags();
+        if flags & (CALLED | RUNNING) == CALLED && !st.waiting() {
             let failure = st.take_failure();
-            let info = failure.as_ref().map(|_| DebugSummary {
-                created: st.debug.created,
-                fired: st.debug.fired,
-                describe: st.debug.describe(),
-            });
+            if failure.is_some() {
+                self.clear(ARMED);
+            }
+            let info = failure.as_ref().map(|_| (self.describe(&st), st.created));
             drop(st);
             drop(waker);
-            if let (Some(f), Some(info)) = (failure, info) {
-                report_unhandled(&f, info.created, info.fired, &info.describe);
+            if let (Some(f), Some((describe, created))) = (failure, info) {
+                report_unhandled(&f, created, debug::fired_site(self.traced_key()), &describe);
             }
         }
     }
 
     fn snapshot(&self) -> Snapshot {
         let st = self.lock();
+        let flags = self.flags();
+        let outbox = match &st.rest {
+            Rest::Holder(h) => count(h.next.as_ref()),
+            _ => 0,
+        };
+        let running = flags & RUNNING != 0;
+        let called = flags & CALLED != 0;
         Snapshot {
-            called: st.called,
-            running: st.running,
-            paused: st.paused,
-            waiting: st.waiting.is_some(),
-            callbacks: st.links.len(),
+            called,
+            running,
+            paused: u32::from(self.paused()),
+            waiting: st.waiting(),
+            callbacks: count(st.inbox.as_ref()) + outbox,
             result: st.result_state(),
-            taken: matches!(st.rest, Rest::Taken) && st.called && !st.running,
+            taken: matches!(st.rest, Rest::Taken) && called && !running,
         }
     }
 }
@@ -1092,27 +1269,17 @@ impl<T: Send + 'static> Drop for Inner<T> {
     /// e.g. a paused Deferred returned from a callback, whose handle moved
     /// into the chain (Twisted reports it when the Deferred is collected).
     fn drop(&mut self) {
-        let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
-        if !st.armed {
-            return;
+        let flags = self.flags.load(Ordering::Relaxed);
+        let key = (flags & TRACED != 0).then(|| self.key());
+        if flags & ARMED != 0 {
+            let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+            if let Some(failure) = st.take_failure() {
+                let describe = debug::describe(st.created, key);
+                report_unhandled(&failure, st.created, debug::fired_site(key), &describe);
+            }
         }
-        if let Some(failure) = st.take_failure() {
-            report_unhandled(
-                &failure,
-                st.debug.created,
-                st.debug.fired,
-                &st.debug.describe(),
-            );
+        if let Some(key) = key {
+            debug::trace_forget(key);
         }
     }
-}
-
-/// Keeps [`Resolver`] counting in one place.
-pub(crate) fn add_resolver<T: Send + 'static>(inner: &Inner<T>) {
-    inner.resolvers.fetch_add(1, Ordering::Relaxed);
-}
-
-/// Returns `true` when this was the last Resolver.
-pub(crate) fn drop_resolver<T: Send + 'static>(inner: &Inner<T>) -> bool {
-    inner.resolvers.fetch_sub(1, Ordering::AcqRel) == 1
 }

@@ -65,7 +65,12 @@ fn a_dropped_failed_deferred_is_reported_once() {
         "{e}"
     );
     assert!(e.contains("created=tests/unhandled.rs"), "{e}");
-    assert!(e.contains("fired=tests/unhandled.rs"), "{e}");
+    // The fire site is recorded only with debugging on (which another test
+    // of this file switches on for a moment).
+    assert!(
+        e.contains("fired=-") || e.contains("fired=tests/unhandled.rs"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -170,5 +175,6 @@ fn debugging_adds_backtraces_to_the_report() {
     let all = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
     assert_eq!(all.matches("tokio_deferred::unhandled").count(), 1, "{all}");
     assert!(all.contains("C: Deferred was created"), "{all}");
+    assert!(all.contains("fired=tests/unhandled.rs"), "{all}");
     let _ = Log::<u8>::new();
 }
