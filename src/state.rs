@@ -546,6 +546,7 @@ struct State<T: Send + 'static> {
 }
 
 impl<T: Send + 'static> State<T> {
+    #[inline]
     fn outbox_empty(&self) -> bool {
         match &self.rest {
             Rest::Holder(h) => h.next.is_none(),
@@ -553,16 +554,19 @@ impl<T: Send + 'static> State<T> {
         }
     }
 
+    #[inline]
     fn links_empty(&self) -> bool {
         self.inbox.is_none() && self.outbox_empty()
     }
 
+    #[inline]
     fn waiting(&self) -> bool {
         matches!(self.rest, Rest::Waiting(_))
     }
 
     /// Feeds the current result to `sink`; returns the emptied holder so it
     /// can be dropped after the lock is released. The outbox must be empty.
+    #[inline]
     fn take_rest_into(&mut self, sink: &mut dyn FnMut(&mut dyn Any)) -> Option<LinkBox> {
         match mem::replace(&mut self.rest, Rest::Taken) {
             Rest::Source(r) => {
@@ -669,6 +673,7 @@ pub(crate) struct Inner<T: Send + 'static> {
 }
 
 impl<T: Send + 'static> Inner<T> {
+    #[inline]
     fn build(
         rest: Rest<T>,
         flags: u8,
@@ -697,6 +702,7 @@ impl<T: Send + 'static> Inner<T> {
         inner
     }
 
+    #[inline]
     pub(crate) fn new(canceller: Canceller<T>, created: &'static Location<'static>) -> Arc<Self> {
         let canceller: Option<Box<dyn CancelFn<T>>> = match canceller {
             Canceller::None => None,
@@ -725,6 +731,7 @@ impl<T: Send + 'static> Inner<T> {
         (self.flags() & TRACED != 0).then(|| self.key())
     }
 
+    #[inline]
     fn lock(&self) -> MutexGuard<'_, State<T>> {
         // No user code runs under this lock, so it cannot be poisoned by a
         // user panic; recover anyway rather than panic.
@@ -754,6 +761,7 @@ impl<T: Send + 'static> Inner<T> {
     }
 
     /// Fired, not running, not paused, not waiting, nothing queued. Under the lock.
+    #[inline]
     fn finished(&self, st: &State<T>) -> bool {
         self.flags() & (CALLED | RUNNING) == CALLED
             && self.paused() == 0
@@ -762,6 +770,7 @@ impl<T: Send + 'static> Inner<T> {
     }
 
     /// Fired, not running, not paused, not waiting. Under the lock.
+    #[inline]
     fn can_run(&self, st: &State<T>) -> bool {
         self.flags() & (CALLED | RUNNING) == CALLED && self.paused() == 0 && !st.waiting()
     }
@@ -770,6 +779,7 @@ impl<T: Send + 'static> Inner<T> {
         self.lock().created
     }
 
+    #[inline]
     pub(crate) fn is_called(&self) -> bool {
         self.flags.load(Ordering::Acquire) & CALLED != 0
     }
@@ -836,7 +846,43 @@ impl<T: Send + 'static> Inner<T> {
     }
 
     /// Fires and runs the chain.
+    #[inline]
     pub(crate) fn fire<V>(
+        self: &Arc<Self>,
+        value: V,
+        convert: impl FnOnce(V) -> Res<T>,
+        at: &'static Location<'static>,
+    ) -> Result<(), AlreadyCalledError<V>> {
+        // Fast path: unfired, no canceller, nothing queued, not paused, not
+        // traced, a consumer: store the result, wake the awaiting task.
+        let mut st = self.lock();
+        let flags = self.flags();
+        if flags & (CALLED | TRACED | NO_CONSUMER) == 0
+            && st.inbox.is_none()
+            && self.paused() == 0
+            && matches!(st.rest, Rest::Unfired(None))
+        {
+            let result = convert(value);
+            let bits = if result.is_err() {
+                CALLED | ARMED
+            } else {
+                CALLED
+            };
+            st.rest = Rest::Source(result);
+            self.flags.store(flags | bits, Ordering::Release);
+            let waker = st.waker.take();
+            drop(st);
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+            return Ok(());
+        }
+        drop(st);
+        self.fire_slow(value, convert, at)
+    }
+
+    #[inline(never)]
+    fn fire_slow<V>(
         self: &Arc<Self>,
         value: V,
         convert: impl FnOnce(V) -> Res<T>,
@@ -862,16 +908,15 @@ impl<T: Send + 'static> Inner<T> {
 
     /// One Resolver went away. Once fired, the count no longer matters, so
     /// it is not even decremented (no atomic read-modify-write).
+    #[inline]
     pub(crate) fn drop_resolver(self: &Arc<Self>) {
-        if self.is_called() {
-            return;
-        }
-        if self.resolvers.fetch_sub(1, Ordering::AcqRel) == 1 {
+        if !self.is_called() && self.resolvers.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.resolvers_gone();
         }
     }
 
     /// Every Resolver was dropped.
+    #[cold]
     fn resolvers_gone(self: &Arc<Self>) {
         let created = {
             let st = self.lock();
@@ -1269,6 +1314,15 @@ impl<T: Send + 'static> Drop for Inner<T> {
     /// e.g. a paused Deferred returned from a callback, whose handle moved
     /// into the chain (Twisted reports it when the Deferred is collected).
     fn drop(&mut self) {
+        if self.flags.load(Ordering::Relaxed) & (ARMED | TRACED) != 0 {
+            self.report_and_forget();
+        }
+    }
+}
+
+impl<T: Send + 'static> Inner<T> {
+    #[cold]
+    fn report_and_forget(&mut self) {
         let flags = self.flags.load(Ordering::Relaxed);
         let key = (flags & TRACED != 0).then(|| self.key());
         if flags & ARMED != 0 {
