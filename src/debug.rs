@@ -36,10 +36,12 @@ static DEBUGGING: AtomicBool = AtomicBool::new(false);
 
 /// Turns Deferred debugging on or off (Twisted's `setDebugging`).
 ///
-/// When on, new Deferreds capture a backtrace where they are created and
-/// where they are first fired; [`AlreadyCalledError`](crate::AlreadyCalledError)
-/// and the unhandled-error event then show both. It is process-wide and may
-/// be switched at any time (Deferreds created before keep what they had).
+/// When on, new Deferreds capture a backtrace where they are created, and
+/// record where they are first fired (with a backtrace if debugging is still
+/// on then); [`AlreadyCalledError`](crate::AlreadyCalledError) and the
+/// unhandled-error event then show both. Off (the default), a Deferred keeps
+/// only its creation site, at no cost beyond 8 bytes. It is process-wide and
+/// may be switched at any time (Deferreds created before keep what they had).
 pub fn set_debugging(on: bool) {
     DEBUGGING.store(on, Ordering::Relaxed);
 }

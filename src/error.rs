@@ -18,9 +18,9 @@ use std::sync::Arc;
 /// A Deferred was fired (`callback`/`errback`) a second time.
 ///
 /// Twisted raises `AlreadyCalledError`; here the rejected value is given
-/// back. When debugging is on ([`set_debugging`](crate::set_debugging)) the
-/// message also carries the backtraces of where the Deferred was created and
-/// first fired.
+/// back. The message names where the Deferred was created; for a Deferred
+/// created while debugging was on ([`set_debugging`](crate::set_debugging))
+/// it also names where it was first fired, with the backtraces of both.
 pub struct AlreadyCalledError<T> {
     value: T,
     info: Arc<str>,
@@ -41,8 +41,8 @@ impl<T> AlreadyCalledError<T> {
         &self.value
     }
 
-    /// Where the Deferred was created and first fired (with backtraces when
-    /// debugging is on).
+    /// Where the Deferred was created (and, with debugging on, where it was
+    /// first fired, with backtraces).
     pub fn info(&self) -> &str {
         &self.info
     }
