@@ -222,7 +222,6 @@ where
 struct ContinueLink {
     holder: Option<LinkBox>,
     outer: Option<Arc<dyn Core>>,
-    empty: Option<Res<()>>,
 }
 
 impl Link for ContinueLink {
@@ -241,8 +240,10 @@ impl Link for ContinueLink {
         }
     }
 
+    /// Never holds a result: the slot handed out is of no result type, so a
+    /// link pulling from it sees the result as taken.
     fn output(&mut self) -> &mut dyn Any {
-        &mut self.empty
+        &mut self.outer
     }
 
     fn output_state(&self) -> ResultState {
@@ -972,7 +973,6 @@ impl<T: Send + 'static> Inner<T> {
                 let mut h = Node::boxed(ContinueLink {
                     holder: None,
                     outer: None,
-                    empty: None,
                 });
                 h.next = Some(outbox);
                 Some(h)
@@ -1151,7 +1151,6 @@ impl<T: Send + 'static> Core for Inner<T> {
         let mut cont = Node::boxed(ContinueLink {
             holder: Some(link),
             outer: Some(outer),
-            empty: None,
         });
         cont.next = st.inbox.take();
         st.inbox = Some(cont);
