@@ -441,6 +441,15 @@ impl<T: Send + 'static> Deferred<T> {
     /// ```
     pub fn try_take(&self) -> Option<Result<T, Failure>> {
         let core = self.core.as_ref()?;
+        if let Some(inner) = core.as_any().downcast_ref::<Inner<T>>() {
+            return match inner.poll_typed(None) {
+                Poll::Ready(r) => {
+                    self.taken.store(true, Ordering::Relaxed);
+                    Some(r)
+                }
+                Poll::Pending => None,
+            };
+        }
         let mut slot = None;
         match core.poll_take(None, &mut |src| slot = Some(take_from::<T>(src))) {
             Poll::Ready(()) => {
@@ -459,6 +468,18 @@ impl<T: Send + 'static> Future for Deferred<T> {
         let Some(core) = self.core.as_ref() else {
             return Poll::Ready(Err(Failure::new(crate::error::ResultTakenError {})));
         };
+        if let Some(inner) = core.as_any().downcast_ref::<Inner<T>>() {
+            return match inner.poll_typed(Some(cx.waker())) {
+                Poll::Ready(r) => {
+                    self.taken.store(true, Ordering::Relaxed);
+                    Poll::Ready(r)
+                }
+                Poll::Pending => {
+                    crate::future::note_awaiting(core);
+                    Poll::Pending
+                }
+            };
+        }
         let mut slot = None;
         match core.poll_take(Some(cx.waker()), &mut |src| {
             slot = Some(take_from::<T>(src))

@@ -444,6 +444,9 @@ pub(crate) trait Core: Send + Sync + 'static {
     /// The handle (the consumer of the result) went away.
     fn release_consumer(&self);
     fn snapshot(&self) -> Snapshot;
+    /// For the typed fast paths: a `Deferred<T>` whose state is an
+    /// `Inner<T>` takes its result without the erased sink.
+    fn as_any(&self) -> &dyn Any;
 }
 
 /// Runs chains from `start`, whose runner token the caller holds, until
@@ -902,6 +905,34 @@ impl<T: Send + 'static> Inner<T> {
         }
     }
 
+    /// `Core::poll_take` for a handle of the state's own type `T` (the result
+    /// at rest is then a `T`): no erased sink, no downcast of the source.
+    #[inline]
+    pub(crate) fn poll_typed(&self, waker: Option<&Waker>) -> Poll<Res<T>> {
+        let mut st = self.lock();
+        if self.finished(&st) {
+            self.clear(ARMED);
+            return match mem::replace(&mut st.rest, Rest::Taken) {
+                Rest::Source(r) => Poll::Ready(r),
+                Rest::Holder(mut holder) => {
+                    drop(st);
+                    Poll::Ready(take_from::<T>(holder.output()))
+                }
+                other => {
+                    st.rest = other;
+                    Poll::Ready(Err(Failure::new(ResultTakenError {})))
+                }
+            };
+        }
+        if let Some(waker) = waker {
+            match &st.waker {
+                Some(old) if old.will_wake(waker) => {}
+                _ => st.waker = Some(waker.clone()),
+            }
+        }
+        Poll::Pending
+    }
+
     /// Counts one more Resolver.
     pub(crate) fn add_resolver(&self) {
         self.resolvers.fetch_add(1, Ordering::Relaxed);
@@ -1285,6 +1316,10 @@ impl<T: Send + 'static> Core for Inner<T> {
                 report_unhandled(&f, created, debug::fired_site(self.traced_key()), &describe);
             }
         }
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
     }
 
     fn snapshot(&self) -> Snapshot {
