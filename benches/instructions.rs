@@ -4,6 +4,7 @@
 //! operation is `(I(n) - I(0)) / n` (`scripts/instructions.sh` does the
 //! arithmetic for every workload).
 
+use std::future::Future;
 use std::hint::black_box;
 
 use tokio_deferred::{
@@ -75,6 +76,25 @@ fn run(workload: &str, n: u64) {
             for _ in 0..n {
                 black_box(s.acquire().try_take());
                 s.release().unwrap();
+            }
+        }
+        // Polled while pending (waker stored), fired, polled again.
+        "pending_fire_take" => {
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            for _ in 0..n {
+                let (mut d, r) = Deferred::<u64>::new();
+                assert!(std::pin::Pin::new(&mut d).poll(&mut cx).is_pending());
+                r.callback(black_box(1)).unwrap();
+                black_box(std::pin::Pin::new(&mut d).poll(&mut cx));
+            }
+        }
+        "oneshot_pending_send_recv" => {
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            for _ in 0..n {
+                let (tx, mut rx) = tokio::sync::oneshot::channel::<u64>();
+                assert!(std::pin::Pin::new(&mut rx).poll(&mut cx).is_pending());
+                tx.send(black_box(1)).unwrap();
+                black_box(std::pin::Pin::new(&mut rx).poll(&mut cx));
             }
         }
         // Anchors, for instruction ratios.

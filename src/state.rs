@@ -872,7 +872,9 @@ impl<T: Send + 'static> Inner<T> {
             } else {
                 CALLED
             };
-            st.rest = Rest::Source(result);
+            // The old rest is `Unfired(None)`, which owns nothing: forgetting
+            // it skips the enum's drop glue (a call on this hot path).
+            mem::forget(mem::replace(&mut st.rest, Rest::Source(result)));
             self.flags.store(flags | bits, Ordering::Release);
             let waker = st.waker.take();
             drop(st);
