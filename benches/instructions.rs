@@ -85,7 +85,7 @@ fn run(workload: &str, n: u64) {
                 let (mut d, r) = Deferred::<u64>::new();
                 assert!(std::pin::Pin::new(&mut d).poll(&mut cx).is_pending());
                 r.callback(black_box(1)).unwrap();
-                black_box(std::pin::Pin::new(&mut d).poll(&mut cx));
+                let _ = black_box(std::pin::Pin::new(&mut d).poll(&mut cx));
             }
         }
         "oneshot_pending_send_recv" => {
@@ -94,7 +94,7 @@ fn run(workload: &str, n: u64) {
                 let (tx, mut rx) = tokio::sync::oneshot::channel::<u64>();
                 assert!(std::pin::Pin::new(&mut rx).poll(&mut cx).is_pending());
                 tx.send(black_box(1)).unwrap();
-                black_box(std::pin::Pin::new(&mut rx).poll(&mut cx));
+                let _ = black_box(std::pin::Pin::new(&mut rx).poll(&mut cx));
             }
         }
         // Anchors, for instruction ratios.
