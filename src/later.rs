@@ -22,13 +22,21 @@ use crate::{Deferred, Resolver, fail};
 
 mod driver;
 
-/// A Deferred that fires with `f()` after `delay`, on the default
-/// [`TokioClock`](crate::TokioClock) (Twisted's `deferLater(reactor, delay, f)`).
+/// A Deferred that fires with `f()` after `delay`, on the Tokio clock of
+/// the current runtime (Twisted's `deferLater(reactor, delay, f)`).
 ///
 /// `f` returns `Ok(value)`, `Err(failure)` or a `Deferred` to wait for; a
 /// panic in `f` becomes a failure. Cancelling the Deferred before the delay
 /// cancels the timer (so `f` never runs) and fails it with
 /// [`CancelledError`](crate::CancelledError).
+///
+/// Calls due at the same time fire in the order they were made. All the
+/// pending calls of a runtime are fired by one timer task of that runtime
+/// (not one task per call), on the runtime's threads; a paused clock
+/// (`start_paused`, `tokio::time::advance`) drives them. If the runtime
+/// shuts down first, the Deferred fails with
+/// [`ResolverDroppedError`](crate::ResolverDroppedError) and `f` is dropped
+/// without running.
 ///
 /// With no Tokio runtime, the Deferred fails at once with
 /// [`RuntimeRequiredError`]; use [`defer_later_with_clock`] and a
