@@ -326,3 +326,47 @@ fn runtime_shutdown_with_calls_never_driven_fails_them() {
             .is::<ResolverDroppedError>()
     );
 }
+
+#[test]
+fn cancels_racing_deadlines_on_a_multi_thread_runtime_either_fire_or_cancel() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let ran = Log::new();
+        let ds: Vec<_> = (0..400u32)
+            .map(|i| logged(&ran, ms(u64::from(i % 3)), i))
+            .collect();
+        let handles: Vec<_> = ds.iter().map(Deferred::cancel_handle).collect();
+        // Cancel from another task (maybe another worker) while the driver fires.
+        let canceller = tokio::spawn(async move {
+            for (i, h) in handles.into_iter().enumerate() {
+                if i % 2 == 0 {
+                    h.cancel();
+                }
+                if i % 50 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        });
+        canceller.await.unwrap();
+        let mut fired = Vec::new();
+        for (i, d) in ds.into_iter().enumerate() {
+            match d.await {
+                Ok(v) => {
+                    assert_eq!(v, i as u32);
+                    fired.push(v);
+                }
+                Err(f) => {
+                    assert!(f.is::<CancelledError>());
+                    assert_eq!(i % 2, 0, "only cancelled calls fail");
+                }
+            }
+        }
+        let mut ran = ran.get();
+        ran.sort_unstable();
+        assert_eq!(ran, fired, "f ran exactly for the calls that fired");
+    });
+}
