@@ -38,9 +38,11 @@ fn measure<T>(mut make: impl FnMut() -> T) -> (f64, f64, f64) {
     drop(black_box(keep));
     let n = N as f64;
     let allocs = (s.allocations + s.reallocations) as f64 / n;
-    let held =
-        (s.bytes_allocated as f64 + s.bytes_reallocated as f64 - s.bytes_deallocated as f64) / n;
-    let total = (s.bytes_allocated as f64 + s.bytes_reallocated.max(0) as f64) / n;
+    // `stats_alloc` adds a reallocation's growth to `bytes_allocated` (and
+    // its shrinkage to `bytes_deallocated`) as well as to
+    // `bytes_reallocated`: count it once.
+    let held = (s.bytes_allocated as f64 - s.bytes_deallocated as f64) / n;
+    let total = s.bytes_allocated as f64 / n;
     (allocs, held, total)
 }
 
@@ -68,10 +70,9 @@ fn measure_async<T>(
         let s: Stats = region.change();
         let n = N as f64;
         let allocs = (s.allocations + s.reallocations) as f64 / n;
-        let held = (s.bytes_allocated as f64 + s.bytes_reallocated as f64
-            - s.bytes_deallocated as f64)
-            / n;
-        let total = (s.bytes_allocated as f64 + s.bytes_reallocated.max(0) as f64) / n;
+        // Reallocation growth counted once, as in `measure`.
+        let held = (s.bytes_allocated as f64 - s.bytes_deallocated as f64) / n;
+        let total = s.bytes_allocated as f64 / n;
         drop(black_box(keep));
         (allocs, held, total)
     })

@@ -12,21 +12,31 @@
 //! # }
 //! ```
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::clock::{Clock, DelayedCall};
 use crate::deferred::IntoOutcome;
-use crate::error::RuntimeRequiredError;
-use crate::{Deferred, fail};
+use crate::error::{CancelledError, RuntimeRequiredError};
+use crate::{Deferred, Resolver, fail};
 
-/// A Deferred that fires with `f()` after `delay`, on the default
-/// [`TokioClock`](crate::TokioClock) (Twisted's `deferLater(reactor, delay, f)`).
+mod driver;
+
+/// A Deferred that fires with `f()` after `delay`, on the Tokio clock of
+/// the current runtime (Twisted's `deferLater(reactor, delay, f)`).
 ///
 /// `f` returns `Ok(value)`, `Err(failure)` or a `Deferred` to wait for; a
 /// panic in `f` becomes a failure. Cancelling the Deferred before the delay
 /// cancels the timer (so `f` never runs) and fails it with
 /// [`CancelledError`](crate::CancelledError).
+///
+/// Calls due at the same time fire in the order they were made. All the
+/// pending calls of a runtime are fired by one timer task of that runtime
+/// (not one task per call), on the runtime's threads; a paused clock
+/// (`start_paused`, `tokio::time::advance`) drives them. If the runtime
+/// shuts down first, the Deferred fails with
+/// [`ResolverDroppedError`](crate::ResolverDroppedError) and `f` is dropped
+/// without running.
 ///
 /// With no Tokio runtime, the Deferred fails at once with
 /// [`RuntimeRequiredError`]; use [`defer_later_with_clock`] and a
@@ -54,28 +64,16 @@ where
             what: "defer_later",
         });
     };
-    // A lighter path than `defer_later_with_clock(&TokioClock::new(), ..)`:
-    // one task that sleeps and fires, no `DelayedCall` (which supports
-    // reset and delay, unused here). Cancelling aborts the task, so the
-    // timer goes away at once. Measured in BENCHMARKS.md (timers rows).
-    let abort: Arc<OnceLock<tokio::task::AbortHandle>> = Arc::new(OnceLock::new());
-    let for_cancel = abort.clone();
-    let (d, resolver) = Deferred::<()>::with_canceller(move |_| {
-        if let Some(task) = for_cancel.get() {
-            task.abort();
-        }
+    // No task per call: the call is queued on the runtime's timer driver
+    // (see `driver`). The canceller fails the Deferred itself, so `f` never
+    // runs, and lets the driver drop the entry early. It captures nothing,
+    // so it is not allocated.
+    let (d, resolver) = Deferred::<()>::with_canceller(|r: &Resolver<()>| {
+        let _ = r.errback(CancelledError::new());
+        driver::cancelled();
     });
     let d = d.add_callback(move |()| f());
-    // A delay too large for an Instant sleeps "forever" (as tokio's `sleep`).
-    let deadline = tokio::time::Instant::now().checked_add(delay);
-    let task = handle.spawn(async move {
-        match deadline {
-            Some(deadline) => tokio::time::sleep_until(deadline).await,
-            None => tokio::time::sleep(delay).await,
-        }
-        let _ = resolver.callback(());
-    });
-    let _ = abort.set(task.abort_handle());
+    driver::schedule(&handle, delay, resolver);
     d
 }
 
