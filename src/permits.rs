@@ -32,6 +32,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::deferred::IntoOutcome;
 use crate::error::CancelledError;
 use crate::{Deferred, Resolver};
 
@@ -51,6 +52,10 @@ struct PoolState<P: Permit> {
     deferred: usize,
     /// Counts grants; a lock guard releases only its own grant.
     generation: u64,
+    /// Hand-over loops running now (any thread). While none runs and nobody
+    /// waits, a release just frees the token, without the thread-local
+    /// check for nested releases.
+    handing_over: usize,
     next_id: u64,
     waiting: BTreeMap<u64, Resolver<P>>,
 }
@@ -67,6 +72,7 @@ impl<P: Permit> Pool<P> {
                 available: limit,
                 deferred: 0,
                 generation: 0,
+                handing_over: 0,
                 next_id: 0,
                 waiting: BTreeMap::new(),
             }),
@@ -95,13 +101,21 @@ impl<P: Permit> Pool<P> {
     /// otherwise when it is this waiter's turn.
     #[track_caller]
     pub(crate) fn acquire(self: &Arc<Self>) -> Deferred<P> {
+        match self.acquire_or_wait() {
+            Acquired::Now(generation) => crate::succeed(P::issue(self.clone(), generation)),
+            Acquired::Queued(d) => d,
+        }
+    }
+
+    /// Takes a free token (one lock round trip, nothing allocated: the
+    /// caller builds what it hands out), or queues a waiter.
+    #[track_caller]
+    pub(crate) fn acquire_or_wait(self: &Arc<Self>) -> Acquired<P> {
         let mut st = self.lock();
         if st.available > 0 {
             st.available -= 1;
             st.generation += 1;
-            let generation = st.generation;
-            drop(st);
-            return crate::succeed(P::issue(self.clone(), generation));
+            return Acquired::Now(st.generation);
         }
         let id = st.next_id;
         st.next_id += 1;
@@ -118,7 +132,7 @@ impl<P: Permit> Pool<P> {
             }
         });
         st.waiting.insert(id, resolver);
-        d
+        Acquired::Queued(d)
     }
 
     /// Gives a token back: to the oldest waiter, or to the pool. `false` if
@@ -128,7 +142,7 @@ impl<P: Permit> Pool<P> {
         if st.available + st.deferred >= self.limit {
             return false;
         }
-        self.hand_over(st);
+        self.give_back(st);
         true
     }
 
@@ -137,6 +151,16 @@ impl<P: Permit> Pool<P> {
     pub(crate) fn release_grant(self: &Arc<Self>, generation: u64) {
         let st = self.lock();
         if st.available + st.deferred >= self.limit || st.generation != generation {
+            return;
+        }
+        self.give_back(st);
+    }
+
+    /// Frees the token at once when nobody waits and no hand-over runs
+    /// (the uncontended case: no thread-local lookup); else hands it over.
+    fn give_back<'a>(self: &'a Arc<Self>, mut st: MutexGuard<'a, PoolState<P>>) {
+        if st.handing_over == 0 && st.deferred == 0 && st.waiting.is_empty() {
+            st.available += 1;
             return;
         }
         self.hand_over(st);
@@ -149,10 +173,15 @@ impl<P: Permit> Pool<P> {
             st.deferred += 1;
             return;
         };
+        st.handing_over += 1;
+        // Counts the loop out again if a callback unwinds through it.
+        let mut running = HandingOver(Some(&**self));
         loop {
             let Some((_, resolver)) = st.waiting.pop_first() else {
                 st.available += 1;
                 if st.deferred == 0 {
+                    st.handing_over -= 1;
+                    running.0 = None;
                     return;
                 }
                 st.deferred -= 1;
@@ -176,10 +205,75 @@ impl<P: Permit> Pool<P> {
             st = self.lock();
             if delivered {
                 if st.deferred == 0 {
+                    st.handing_over -= 1;
+                    running.0 = None;
                     return;
                 }
                 st.deferred -= 1;
             }
+        }
+    }
+}
+
+/// `run(f)` of the lock and the semaphore: runs `f` holding a permit and
+/// releases it once `f`'s result is known.
+///
+/// With a free token, `f` runs at once; if its result is already there (it
+/// returned a `Result`, or a fired Deferred) the permit is released and the
+/// result handed back directly, with no callback or chained Deferred.
+/// Otherwise the permit is released by a callback when `f`'s Deferred
+/// fires (or, queued, once this waiter's turn comes and `f` has run).
+#[track_caller]
+pub(crate) fn run<P, F, R>(pool: &Arc<Pool<P>>, f: F) -> Deferred<R::Output>
+where
+    P: Permit,
+    F: FnOnce() -> R + Send + 'static,
+    R: IntoOutcome,
+{
+    match pool.acquire_or_wait() {
+        Acquired::Now(generation) => {
+            let permit = P::issue(pool.clone(), generation);
+            let d = crate::maybe_deferred(f);
+            match d.try_take() {
+                Some(r) => {
+                    drop(permit);
+                    match r {
+                        Ok(v) => crate::succeed(v),
+                        Err(failure) => crate::fail(failure),
+                    }
+                }
+                None => d.add_both(move |r| {
+                    drop(permit);
+                    r
+                }),
+            }
+        }
+        Acquired::Queued(d) => d.add_callback(move |permit| {
+            crate::maybe_deferred(f).add_both(move |r| {
+                drop(permit);
+                r
+            })
+        }),
+    }
+}
+
+/// What [`Pool::acquire_or_wait`] got.
+pub(crate) enum Acquired<P: Permit> {
+    /// A free token, taken as grant number `.0`.
+    Now(u64),
+    /// No token free: a Deferred that fires with a permit in turn.
+    Queued(Deferred<P>),
+}
+
+/// Decrements `handing_over` when a hand-over loop unwinds (a normal exit
+/// does it under the lock it already holds, and clears this).
+struct HandingOver<'a, P: Permit>(Option<&'a Pool<P>>);
+
+impl<P: Permit> Drop for HandingOver<'_, P> {
+    fn drop(&mut self) {
+        // Only reached while unwinding, from outside the pool's lock.
+        if let Some(pool) = self.0 {
+            pool.lock().handing_over -= 1;
         }
     }
 }
