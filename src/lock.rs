@@ -108,13 +108,11 @@ impl DeferredLock {
     /// [`run`](Self::run), which cannot leak the lock.
     #[track_caller]
     pub fn acquire(&self) -> Deferred<DeferredLock> {
-        match self.pool.acquire_or_wait() {
+        match self.pool.acquire_handle_or_wait() {
             // Free: an already-fired Deferred, no guard, no callback.
             Acquired::Now(_) => crate::succeed(self.clone()),
-            Acquired::Queued(d) => d.add_callback(|guard: DeferredLockGuard| match guard.disarm() {
-                Some(pool) => Ok(DeferredLock { pool }),
-                None => Err(crate::Failure::new(LockNotHeldError {})),
-            }),
+            // Queued: the hand-over fires it with the handle directly.
+            Acquired::Queued(d) => d,
         }
     }
 
@@ -232,6 +230,12 @@ impl Permit for DeferredLockGuard {
 
     fn disarm(mut self) -> Option<Arc<Pool<Self>>> {
         self.pool.take()
+    }
+
+    type Handle = DeferredLock;
+
+    fn handle(pool: Arc<Pool<Self>>) -> DeferredLock {
+        DeferredLock { pool }
     }
 }
 

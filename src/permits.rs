@@ -43,6 +43,19 @@ pub(crate) trait Permit: Send + Sized + 'static {
     /// Disarms the permit: dropping it no longer releases. Gives the pool
     /// back.
     fn disarm(self) -> Option<Arc<Pool<Self>>>;
+    /// What a plain `acquire()` fires with (the lock or semaphore itself):
+    /// dropping it does not release.
+    type Handle: Send + 'static;
+    /// The handle on `pool`.
+    fn handle(pool: Arc<Pool<Self>>) -> Self::Handle;
+}
+
+/// A queued acquire: `acquire_guard()` waits for a permit, `acquire()` for
+/// the plain handle (delivered directly, without a callback turning a
+/// permit into a handle).
+enum Waiter<P: Permit> {
+    Guard(Resolver<P>),
+    Handle(Resolver<P::Handle>),
 }
 
 struct PoolState<P: Permit> {
@@ -57,7 +70,7 @@ struct PoolState<P: Permit> {
     /// check for nested releases.
     handing_over: usize,
     next_id: u64,
-    waiting: BTreeMap<u64, Resolver<P>>,
+    waiting: BTreeMap<u64, Waiter<P>>,
 }
 
 pub(crate) struct Pool<P: Permit> {
@@ -117,12 +130,34 @@ impl<P: Permit> Pool<P> {
             st.generation += 1;
             return Acquired::Now(st.generation);
         }
+        Acquired::Queued(self.queue(st, Waiter::Guard))
+    }
+
+    /// Takes a free token, or queues a waiter for the plain handle.
+    #[track_caller]
+    pub(crate) fn acquire_handle_or_wait(self: &Arc<Self>) -> Acquired<P::Handle> {
+        let mut st = self.lock();
+        if st.available > 0 {
+            st.available -= 1;
+            st.generation += 1;
+            return Acquired::Now(st.generation);
+        }
+        Acquired::Queued(self.queue(st, Waiter::Handle))
+    }
+
+    /// Appends a waiter (no token is free), cancellable.
+    #[track_caller]
+    fn queue<X: Send + 'static>(
+        self: &Arc<Self>,
+        mut st: MutexGuard<'_, PoolState<P>>,
+        waiter: fn(Resolver<X>) -> Waiter<P>,
+    ) -> Deferred<X> {
         let id = st.next_id;
         st.next_id += 1;
         // Weak: a pool that nobody holds any more drops its waiters, which
         // then fail with ResolverDroppedError instead of leaking.
         let pool = Arc::downgrade(self);
-        let (d, resolver) = Deferred::with_canceller(move |r: &Resolver<P>| {
+        let (d, resolver) = Deferred::with_canceller(move |r: &Resolver<X>| {
             let Some(pool) = pool.upgrade() else { return };
             let removed = pool.lock().waiting.remove(&id);
             if let Some(removed) = removed {
@@ -131,8 +166,8 @@ impl<P: Permit> Pool<P> {
                 drop(removed);
             }
         });
-        st.waiting.insert(id, resolver);
-        Acquired::Queued(d)
+        st.waiting.insert(id, waiter(resolver));
+        d
     }
 
     /// Gives a token back: to the oldest waiter, or to the pool. `false` if
@@ -177,7 +212,7 @@ impl<P: Permit> Pool<P> {
         // Counts the loop out again if a callback unwinds through it.
         let mut running = HandingOver(Some(&**self));
         loop {
-            let Some((_, resolver)) = st.waiting.pop_first() else {
+            let Some((_, waiter)) = st.waiting.pop_first() else {
                 st.available += 1;
                 if st.deferred == 0 {
                     st.handing_over -= 1;
@@ -191,17 +226,23 @@ impl<P: Permit> Pool<P> {
             let generation = st.generation;
             drop(st);
             // The waiter's callbacks run here, with no lock held.
-            let delivered = match resolver.callback(P::issue(self.clone(), generation)) {
-                Ok(()) => true,
-                Err(refused) => {
-                    // Cancelled in another thread after we popped it: take
-                    // the token back and try the next waiter.
-                    drop(refused.into_inner().disarm());
-                    false
+            // Refused: cancelled in another thread after we popped it; take
+            // the token back and try the next waiter.
+            let delivered = match waiter {
+                Waiter::Guard(resolver) => {
+                    let delivered = match resolver.callback(P::issue(self.clone(), generation)) {
+                        Ok(()) => true,
+                        Err(refused) => {
+                            drop(refused.into_inner().disarm());
+                            false
+                        }
+                    };
+                    // May drop an abandoned waiter's permit: a nested release.
+                    drop(resolver);
+                    delivered
                 }
+                Waiter::Handle(resolver) => resolver.callback(P::handle(self.clone())).is_ok(),
             };
-            // May drop an abandoned waiter's permit: a nested release.
-            drop(resolver);
             st = self.lock();
             if delivered {
                 if st.deferred == 0 {
@@ -257,12 +298,13 @@ where
     }
 }
 
-/// What [`Pool::acquire_or_wait`] got.
-pub(crate) enum Acquired<P: Permit> {
+/// What [`Pool::acquire_or_wait`] / [`Pool::acquire_handle_or_wait`] got.
+pub(crate) enum Acquired<X: Send + 'static> {
     /// A free token, taken as grant number `.0`.
     Now(u64),
-    /// No token free: a Deferred that fires with a permit in turn.
-    Queued(Deferred<P>),
+    /// No token free: a Deferred that fires with a permit (or handle) in
+    /// turn.
+    Queued(Deferred<X>),
 }
 
 /// Decrements `handing_over` when a hand-over loop unwinds (a normal exit
@@ -356,6 +398,33 @@ mod tests {
                 .is::<CancelledError>()
         );
         pool.lock().waiting.insert(id, resolver);
+        drop(held);
+        assert!(next.is_called());
+        assert_eq!(pool.available(), 0);
+        drop(next);
+        assert_eq!(pool.available(), 1);
+    }
+
+    /// The same for a waiter of the plain handle (`DeferredLock::acquire`),
+    /// then a waiting guard: the token skips the refused handle waiter.
+    #[test]
+    fn refused_handle_delivery_goes_to_the_next_waiter() {
+        let pool = Pool::<DeferredLockGuard>::new(1);
+        let held = pool.acquire().try_take().unwrap().unwrap();
+        let Acquired::Queued(cancelled) = pool.acquire_handle_or_wait() else {
+            panic!("the token is held: the acquire must queue");
+        };
+        let next = pool.acquire();
+        let (id, waiter) = pool.lock().waiting.pop_first().unwrap();
+        cancelled.cancel();
+        assert!(
+            cancelled
+                .try_take()
+                .unwrap()
+                .unwrap_err()
+                .is::<CancelledError>()
+        );
+        pool.lock().waiting.insert(id, waiter);
         drop(held);
         assert!(next.is_called());
         assert_eq!(pool.available(), 0);

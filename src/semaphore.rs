@@ -97,13 +97,11 @@ impl DeferredSemaphore {
     /// [`run`](Self::run).
     #[track_caller]
     pub fn acquire(&self) -> Deferred<DeferredSemaphore> {
-        match self.pool.acquire_or_wait() {
+        match self.pool.acquire_handle_or_wait() {
             // Free: an already-fired Deferred, no guard, no callback.
             Acquired::Now(_) => crate::succeed(self.clone()),
-            Acquired::Queued(d) => d.add_callback(|guard: DeferredSemaphoreGuard| match guard.disarm() {
-                Some(pool) => Ok(DeferredSemaphore { pool }),
-                None => Err(crate::Failure::new(InvalidTokensError {})),
-            }),
+            // Queued: the hand-over fires it with the handle directly.
+            Acquired::Queued(d) => d,
         }
     }
 
@@ -191,6 +189,12 @@ impl Permit for DeferredSemaphoreGuard {
 
     fn disarm(mut self) -> Option<Arc<Pool<Self>>> {
         self.pool.take()
+    }
+
+    type Handle = DeferredSemaphore;
+
+    fn handle(pool: Arc<Pool<Self>>) -> DeferredSemaphore {
+        DeferredSemaphore { pool }
     }
 }
 
