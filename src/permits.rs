@@ -7,6 +7,16 @@
 //! cancelled waiter is removed in `O(log n)`). Invariant: waiters exist only
 //! while `available == 0`.
 //!
+//! Fast path: while nobody waits and no hand-over runs, the free tokens
+//! (for the one-token lock also the grant number) live in one atomic word,
+//! and an uncontended acquire or release is a single compare-and-swap on it,
+//! with no mutex. The first operation that needs the mutex (no token free,
+//! or a waiter to serve) marks the word SLOW under the mutex and takes the
+//! counts over; from then on every operation goes through the mutex, until
+//! an unlock finds no waiter, no hand-over and no deferred release and
+//! writes the counts back (clearing SLOW). Only a holder of the mutex
+//! clears SLOW, so the two never disagree.
+//!
 //! Locking: one mutex, never held while user code runs. A release pops the
 //! oldest waiter under the lock, releases the lock, then fires the waiter
 //! (its callbacks run synchronously, as in Twisted, and may call back into
@@ -30,6 +40,8 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::deferred::IntoOutcome;
@@ -73,14 +85,67 @@ struct PoolState<P: Permit> {
     waiting: BTreeMap<u64, Waiter<P>>,
 }
 
+/// Set in [`Pool::fast`] while the mutex-guarded [`PoolState`] holds the
+/// truth.
+const SLOW: u64 = 1 << 63;
+/// Grant numbers wrap at 2^62 (never reached in practice), so that a
+/// one-token pool's word holds `generation << 1 | free` below [`SLOW`].
+const GENERATION_MASK: u64 = (1 << 62) - 1;
+
+fn next_generation(generation: u64) -> u64 {
+    generation.wrapping_add(1) & GENERATION_MASK
+}
+
 pub(crate) struct Pool<P: Permit> {
+    /// The uncontended state in one atomic word. With [`SLOW`] clear nobody
+    /// waits, no hand-over runs and no release is deferred: the word holds
+    /// the free tokens (for a one-token pool, `generation << 1 | free`) and
+    /// an acquire or release is one compare-and-swap on it. With [`SLOW`]
+    /// set, `state` holds the truth; whoever locks `state` sets [`SLOW`]
+    /// (taking the counts over), and the last unlock that finds the pool
+    /// quiet again clears it (see [`Locked`]).
+    fast: AtomicU64,
     state: Mutex<PoolState<P>>,
     limit: usize,
+}
+
+/// The pool's state, locked: taken over from the fast word on lock, handed
+/// back to it on unlock when nobody waits and no hand-over runs.
+struct Locked<'a, P: Permit> {
+    pool: &'a Pool<P>,
+    st: MutexGuard<'a, PoolState<P>>,
+}
+
+impl<P: Permit> Deref for Locked<'_, P> {
+    type Target = PoolState<P>;
+    fn deref(&self) -> &PoolState<P> {
+        &self.st
+    }
+}
+
+impl<P: Permit> DerefMut for Locked<'_, P> {
+    fn deref_mut(&mut self) -> &mut PoolState<P> {
+        &mut self.st
+    }
+}
+
+impl<P: Permit> Drop for Locked<'_, P> {
+    fn drop(&mut self) {
+        let st = &self.st;
+        if st.waiting.is_empty() && st.deferred == 0 && st.handing_over == 0 {
+            if let Some(word) = self.pool.encode(st.available, st.generation) {
+                // Still under the mutex: nobody else writes the word while
+                // SLOW is set.
+                self.pool.fast.store(word, Ordering::Release);
+            }
+        }
+    }
 }
 
 impl<P: Permit> Pool<P> {
     pub(crate) fn new(limit: usize) -> Arc<Self> {
         Arc::new(Pool {
+            fast: AtomicU64::new(Self::encode_for(limit, limit, 0).unwrap_or(SLOW)),
             state: Mutex::new(PoolState {
                 available: limit,
                 deferred: 0,
@@ -93,9 +158,101 @@ impl<P: Permit> Pool<P> {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, PoolState<P>> {
+    /// The fast word for `available` free tokens and grant `generation`;
+    /// `None` if the count does not fit (such a pool always stays SLOW).
+    fn encode_for(limit: usize, available: usize, generation: u64) -> Option<u64> {
+        if limit == 1 {
+            Some((generation & GENERATION_MASK) << 1 | available as u64)
+        } else {
+            u64::try_from(limit)
+                .ok()
+                .filter(|&l| l <= GENERATION_MASK)
+                .map(|_| available as u64)
+        }
+    }
+
+    fn encode(&self, available: usize, generation: u64) -> Option<u64> {
+        Self::encode_for(self.limit, available, generation)
+    }
+
+    /// Free tokens in a fast word (SLOW clear).
+    fn free(&self, word: u64) -> usize {
+        if self.limit == 1 {
+            (word & 1) as usize
+        } else {
+            word as usize
+        }
+    }
+
+    /// Takes a free token with one compare-and-swap: the grant number, or
+    /// `None` when the pool is SLOW or has no free token.
+    #[inline]
+    fn try_fast_acquire(&self) -> Option<u64> {
+        let mut word = self.fast.load(Ordering::Relaxed);
+        loop {
+            if word & SLOW != 0 || self.free(word) == 0 {
+                return None;
+            }
+            let (new, generation) = if self.limit == 1 {
+                let generation = next_generation(word >> 1);
+                (generation << 1, generation)
+            } else {
+                (word - 1, 0)
+            };
+            match self
+                .fast
+                .compare_exchange_weak(word, new, Ordering::Acquire, Ordering::Relaxed)
+            {
+                Ok(_) => return Some(generation),
+                Err(current) => word = current,
+            }
+        }
+    }
+
+    /// Frees a token with one compare-and-swap: `Some(released)`, or `None`
+    /// when the pool is SLOW. `grant`: release only that grant (the lock's
+    /// guard).
+    #[inline]
+    fn try_fast_release(&self, grant: Option<u64>) -> Option<bool> {
+        let mut word = self.fast.load(Ordering::Relaxed);
+        loop {
+            if word & SLOW != 0 {
+                return None;
+            }
+            if self.free(word) >= self.limit {
+                return Some(false);
+            }
+            if let Some(generation) = grant {
+                if self.limit == 1 && word >> 1 != generation {
+                    return Some(false);
+                }
+            }
+            match self.fast.compare_exchange_weak(
+                word,
+                word + 1,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(true),
+                Err(current) => word = current,
+            }
+        }
+    }
+
+    fn lock(&self) -> Locked<'_, P> {
         // No user code runs under this lock; recover rather than panic.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        // Only a holder of the mutex clears SLOW: if it is set, it stays so.
+        if self.fast.load(Ordering::Relaxed) & SLOW == 0 {
+            let word = self.fast.fetch_or(SLOW, Ordering::AcqRel);
+            if word & SLOW == 0 {
+                st.available = self.free(word);
+                if self.limit == 1 {
+                    st.generation = word >> 1;
+                }
+            }
+        }
+        Locked { pool: self, st }
     }
 
     pub(crate) fn limit(&self) -> usize {
@@ -103,10 +260,17 @@ impl<P: Permit> Pool<P> {
     }
 
     pub(crate) fn available(&self) -> usize {
+        let word = self.fast.load(Ordering::Acquire);
+        if word & SLOW == 0 {
+            return self.free(word);
+        }
         self.lock().available
     }
 
     pub(crate) fn waiting(&self) -> usize {
+        if self.fast.load(Ordering::Acquire) & SLOW == 0 {
+            return 0;
+        }
         self.lock().waiting.len()
     }
 
@@ -123,33 +287,45 @@ impl<P: Permit> Pool<P> {
     /// Takes a free token (one lock round trip, nothing allocated: the
     /// caller builds what it hands out), or queues a waiter.
     #[track_caller]
+    #[inline]
     pub(crate) fn acquire_or_wait(self: &Arc<Self>) -> Acquired<P> {
-        let mut st = self.lock();
-        if st.available > 0 {
-            st.available -= 1;
-            st.generation += 1;
-            return Acquired::Now(st.generation);
+        match self.try_fast_acquire() {
+            Some(generation) => Acquired::Now(generation),
+            None => self.acquire_slow(Waiter::Guard),
         }
-        Acquired::Queued(self.queue(st, Waiter::Guard))
     }
 
     /// Takes a free token, or queues a waiter for the plain handle.
     #[track_caller]
+    #[inline]
     pub(crate) fn acquire_handle_or_wait(self: &Arc<Self>) -> Acquired<P::Handle> {
+        match self.try_fast_acquire() {
+            Some(generation) => Acquired::Now(generation),
+            None => self.acquire_slow(Waiter::Handle),
+        }
+    }
+
+    /// Acquire under the mutex: the pool is SLOW or has no free token.
+    #[track_caller]
+    #[inline(never)]
+    fn acquire_slow<X: Send + 'static>(
+        self: &Arc<Self>,
+        waiter: fn(Resolver<X>) -> Waiter<P>,
+    ) -> Acquired<X> {
         let mut st = self.lock();
         if st.available > 0 {
             st.available -= 1;
-            st.generation += 1;
+            st.generation = next_generation(st.generation);
             return Acquired::Now(st.generation);
         }
-        Acquired::Queued(self.queue(st, Waiter::Handle))
+        Acquired::Queued(self.queue(st, waiter))
     }
 
     /// Appends a waiter (no token is free), cancellable.
     #[track_caller]
     fn queue<X: Send + 'static>(
         self: &Arc<Self>,
-        mut st: MutexGuard<'_, PoolState<P>>,
+        mut st: Locked<'_, P>,
         waiter: fn(Resolver<X>) -> Waiter<P>,
     ) -> Deferred<X> {
         let id = st.next_id;
@@ -172,7 +348,16 @@ impl<P: Permit> Pool<P> {
 
     /// Gives a token back: to the oldest waiter, or to the pool. `false` if
     /// every token is already free.
+    #[inline]
     pub(crate) fn release(self: &Arc<Self>) -> bool {
+        match self.try_fast_release(None) {
+            Some(released) => released,
+            None => self.release_slow(),
+        }
+    }
+
+    #[inline(never)]
+    fn release_slow(self: &Arc<Self>) -> bool {
         let st = self.lock();
         if st.available + st.deferred >= self.limit {
             return false;
@@ -183,7 +368,15 @@ impl<P: Permit> Pool<P> {
 
     /// Releases only if grant `generation` is the current holder (for the
     /// lock's guard, so that a guard never releases somebody else's hold).
+    #[inline]
     pub(crate) fn release_grant(self: &Arc<Self>, generation: u64) {
+        if self.try_fast_release(Some(generation)).is_none() {
+            self.release_grant_slow(generation);
+        }
+    }
+
+    #[inline(never)]
+    fn release_grant_slow(self: &Arc<Self>, generation: u64) {
         let st = self.lock();
         if st.available + st.deferred >= self.limit || st.generation != generation {
             return;
@@ -193,7 +386,7 @@ impl<P: Permit> Pool<P> {
 
     /// Frees the token at once when nobody waits and no hand-over runs
     /// (the uncontended case: no thread-local lookup); else hands it over.
-    fn give_back<'a>(self: &'a Arc<Self>, mut st: MutexGuard<'a, PoolState<P>>) {
+    fn give_back<'a>(self: &'a Arc<Self>, mut st: Locked<'a, P>) {
         if st.handing_over == 0 && st.deferred == 0 && st.waiting.is_empty() {
             st.available += 1;
             return;
@@ -201,7 +394,7 @@ impl<P: Permit> Pool<P> {
         self.hand_over(st);
     }
 
-    fn hand_over<'a>(self: &'a Arc<Self>, mut st: MutexGuard<'a, PoolState<P>>) {
+    fn hand_over<'a>(self: &'a Arc<Self>, mut st: Locked<'a, P>) {
         let Some(_delivering) = Delivering::enter(Arc::as_ptr(self) as *const () as usize) else {
             // Inside a hand-over of this pool on this thread: the loop below,
             // further up the stack, serves it once the callbacks return.
@@ -222,7 +415,7 @@ impl<P: Permit> Pool<P> {
                 st.deferred -= 1;
                 continue;
             };
-            st.generation += 1;
+            st.generation = next_generation(st.generation);
             let generation = st.generation;
             drop(st);
             // The waiter's callbacks run here, with no lock held.
