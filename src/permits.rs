@@ -624,4 +624,39 @@ mod tests {
         drop(next);
         assert_eq!(pool.available(), 1);
     }
+
+    /// A pool too large for the fast word stays on the mutex path and
+    /// still counts right.
+    #[test]
+    fn a_huge_pool_works_through_the_mutex() {
+        use crate::DeferredSemaphoreGuard;
+        let pool = Pool::<DeferredSemaphoreGuard>::new(usize::MAX);
+        assert_ne!(pool.fast.load(Ordering::Relaxed) & SLOW, 0);
+        let a = pool.acquire().try_take().unwrap().unwrap();
+        assert_eq!(pool.available(), usize::MAX - 1);
+        drop(a);
+        assert_eq!(pool.available(), usize::MAX);
+        assert!(!pool.release());
+        assert_ne!(pool.fast.load(Ordering::Relaxed) & SLOW, 0);
+    }
+
+    /// The lock's word carries the grant number: a guard whose hold was
+    /// released by hand does not release the next holder, on the fast path
+    /// as on the slow one.
+    #[test]
+    fn a_stale_guard_does_not_release_the_next_holder() {
+        let pool = Pool::<DeferredLockGuard>::new(1);
+        let stale = pool.acquire().try_take().unwrap().unwrap();
+        assert!(pool.release()); // by hand
+        let current = pool.acquire().try_take().unwrap().unwrap();
+        drop(stale);
+        assert_eq!(pool.available(), 0);
+        let waiter = pool.acquire(); // SLOW now
+        drop(current);
+        let next = waiter.try_take().unwrap().unwrap();
+        assert!(pool.release()); // by hand again
+        drop(next); // stale too
+        assert_eq!(pool.available(), 1);
+        assert_eq!(pool.fast.load(Ordering::Relaxed) & SLOW, 0);
+    }
 }
