@@ -3,9 +3,10 @@
 //! tokens).
 //!
 //! State: `available` free tokens, and a FIFO of waiters (each the
-//! [`Resolver`] of a pending `acquire`, keyed by an increasing id so that a
-//! cancelled waiter is removed in `O(log n)`). Invariant: waiters exist only
-//! while `available == 0`.
+//! [`Resolver`] of a pending `acquire_guard` (fired with a permit) or
+//! `acquire` (fired with the plain handle), keyed by an increasing id so that
+//! a cancelled waiter is removed in `O(log n)`). Invariant: waiters exist
+//! only while `available == 0`.
 //!
 //! Fast path: while nobody waits and no hand-over runs, the free tokens
 //! (for the one-token lock also the grant number) live in one atomic word,
