@@ -97,7 +97,44 @@ fn run(workload: &str, n: u64) {
                 let _ = black_box(std::pin::Pin::new(&mut rx).poll(&mut cx));
             }
         }
+        // run(f) with the lock free and a synchronous f.
+        "lock_run" => {
+            let l = DeferredLock::new();
+            for _ in 0..n {
+                black_box(l.run(|| Ok::<_, Failure>(black_box(1u64))).try_take());
+            }
+        }
+        // Contended: an acquire queued behind the holder, then the release
+        // that hands the lock over to it (the new holder).
+        "lock_handover" => {
+            let l = DeferredLock::new();
+            black_box(l.acquire().try_take());
+            for _ in 0..n {
+                let waiter = l.acquire();
+                l.release().unwrap();
+                black_box(waiter.try_take());
+            }
+        }
         // Anchors, for instruction ratios.
+        "mpsc_send_recv" => {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+            for _ in 0..n {
+                tx.send(black_box(1)).unwrap();
+                black_box(rx.try_recv().ok());
+            }
+        }
+        "tokio_mutex" => {
+            let m = tokio::sync::Mutex::new(0u64);
+            for _ in 0..n {
+                drop(black_box(m.try_lock().ok()));
+            }
+        }
+        "tokio_semaphore" => {
+            let s = tokio::sync::Semaphore::new(1);
+            for _ in 0..n {
+                drop(black_box(s.try_acquire().ok()));
+            }
+        }
         "oneshot_send_recv" => {
             for _ in 0..n {
                 let (tx, mut rx) = tokio::sync::oneshot::channel::<u64>();

@@ -46,7 +46,7 @@ use std::sync::Arc;
 use crate::Deferred;
 use crate::deferred::IntoOutcome;
 use crate::error::LockNotHeldError;
-use crate::permits::{Permit, Pool};
+use crate::permits::{Acquired, Permit, Pool};
 
 /// A FIFO lock for Deferred-based code: [`acquire`](Self::acquire) returns a
 /// [`Deferred`] that fires when the lock is held (Twisted's `DeferredLock`).
@@ -108,12 +108,12 @@ impl DeferredLock {
     /// [`run`](Self::run), which cannot leak the lock.
     #[track_caller]
     pub fn acquire(&self) -> Deferred<DeferredLock> {
-        self.pool
-            .acquire()
-            .add_callback(|guard: DeferredLockGuard| match guard.disarm() {
-                Some(pool) => Ok(DeferredLock { pool }),
-                None => Err(crate::Failure::new(LockNotHeldError {})),
-            })
+        match self.pool.acquire_handle_or_wait() {
+            // Free: an already-fired Deferred, no guard, no callback.
+            Acquired::Now(_) => crate::succeed(self.clone()),
+            // Queued: the hand-over fires it with the handle directly.
+            Acquired::Queued(d) => d,
+        }
     }
 
     /// A Deferred that fires with a [`DeferredLockGuard`], which releases
@@ -182,12 +182,7 @@ impl DeferredLock {
         F: FnOnce() -> R + Send + 'static,
         R: IntoOutcome,
     {
-        self.acquire_guard().add_callback(move |guard| {
-            crate::maybe_deferred(f).add_both(move |r| {
-                drop(guard);
-                r
-            })
-        })
+        crate::permits::run(&self.pool, f)
     }
 }
 
@@ -235,6 +230,12 @@ impl Permit for DeferredLockGuard {
 
     fn disarm(mut self) -> Option<Arc<Pool<Self>>> {
         self.pool.take()
+    }
+
+    type Handle = DeferredLock;
+
+    fn handle(pool: Arc<Pool<Self>>) -> DeferredLock {
+        DeferredLock { pool }
     }
 }
 

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use crate::Deferred;
 use crate::deferred::IntoOutcome;
 use crate::error::{InvalidTokensError, TooManyReleasesError};
-use crate::permits::{Permit, Pool};
+use crate::permits::{Acquired, Permit, Pool};
 
 /// A semaphore for Deferred-based code (Twisted's `DeferredSemaphore`):
 /// [`acquire`](Self::acquire) returns a [`Deferred`] that fires when one of
@@ -97,12 +97,12 @@ impl DeferredSemaphore {
     /// [`run`](Self::run).
     #[track_caller]
     pub fn acquire(&self) -> Deferred<DeferredSemaphore> {
-        self.pool
-            .acquire()
-            .add_callback(|guard: DeferredSemaphoreGuard| match guard.disarm() {
-                Some(pool) => Ok(DeferredSemaphore { pool }),
-                None => Err(crate::Failure::new(InvalidTokensError {})),
-            })
+        match self.pool.acquire_handle_or_wait() {
+            // Free: an already-fired Deferred, no guard, no callback.
+            Acquired::Now(_) => crate::succeed(self.clone()),
+            // Queued: the hand-over fires it with the handle directly.
+            Acquired::Queued(d) => d,
+        }
     }
 
     /// A Deferred that fires with a [`DeferredSemaphoreGuard`], which gives
@@ -153,12 +153,7 @@ impl DeferredSemaphore {
         F: FnOnce() -> R + Send + 'static,
         R: IntoOutcome,
     {
-        self.acquire_guard().add_callback(move |guard| {
-            crate::maybe_deferred(f).add_both(move |r| {
-                drop(guard);
-                r
-            })
-        })
+        crate::permits::run(&self.pool, f)
     }
 }
 
@@ -194,6 +189,12 @@ impl Permit for DeferredSemaphoreGuard {
 
     fn disarm(mut self) -> Option<Arc<Pool<Self>>> {
         self.pool.take()
+    }
+
+    type Handle = DeferredSemaphore;
+
+    fn handle(pool: Arc<Pool<Self>>) -> DeferredSemaphore {
+        DeferredSemaphore { pool }
     }
 }
 
