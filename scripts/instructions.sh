@@ -14,7 +14,7 @@ count() {
   callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}'
   rm -f "$out"
 }
-for w in oneshot_send_recv:2000 succeed_take:2000 new_fire_take:2000 callback:2000 ensure_ready:2000 nested_level:2000 gather_elem:10000 \
+for w in oneshot_send_recv:2000 succeed_take:2000 new_fire_take:2000 callback:2000 ensure_ready:2000 nested_level:2000 gather_elem:10000 gather_base:10000 \
          queue_put_get:2000 lock_acquire_release:2000 semaphore_acquire_release:2000; do
   name=${w%%:*} n=${w##*:}
   i0=$(count "$name" 0)
