@@ -199,6 +199,14 @@ impl<P: Policy> Shared<P> {
         let Some(resolver) = resolver else {
             return;
         };
+        // What was kept is not needed any more: drop it now, one slot at a
+        // time and outside its lock (destructors are user code). A value
+        // stored by an arrival racing with this in another thread stays
+        // until the state goes away.
+        for slot in self.slots.iter() {
+            let kept = lock(slot).take();
+            drop(kept);
+        }
         if let Some(winner) = winner {
             self.cancel_inputs(Some(winner));
         }
