@@ -132,24 +132,30 @@ fn lock<V>(m: &Mutex<V>) -> MutexGuard<'_, V> {
 /// collects the slots (with `&mut self`, no locks) and fires the output.
 struct Shared<P: Policy> {
     policy: P,
-    /// One slot per input, written once, by that input's link only (its own
-    /// mutex is never contended; `T` need not be `Sync`).
-    slots: Box<[Mutex<Option<P::Slot>>]>,
+    /// One entry per input, in input order.
+    entries: Box<[Entry<P::Slot>]>,
     /// The outcome was decided early: later results are dropped on arrival.
     decided: AtomicBool,
     /// `None` once the output was fired by a decision.
     resolver: Mutex<Option<Resolver<P::Output>>>,
-    /// The inputs' states (weak), in input order: for cancelling them and
-    /// for passing a failure on down an input's chain.
-    inputs: Box<[Weak<dyn Core>]>,
     consume: bool,
+}
+
+/// What the list keeps per input.
+struct Entry<S> {
+    /// The input's state (weak): for cancelling it and for passing a failure
+    /// on down its chain.
+    input: Weak<dyn Core>,
+    /// Its result, written once, by its own link only (so this mutex is
+    /// never contended; a `Mutex` because the value need not be `Sync`).
+    slot: Mutex<Option<S>>,
 }
 
 impl<P: Policy> Shared<P> {
     fn cancel_inputs(&self, except: Option<usize>) {
-        for (i, input) in self.inputs.iter().enumerate() {
+        for (i, entry) in self.entries.iter().enumerate() {
             if Some(i) != except {
-                if let Some(core) = input.upgrade() {
+                if let Some(core) = entry.input.upgrade() {
                     // Never panics: a panicking canceller fails its own
                     // input, and the loop goes on to the next one.
                     cancel_core(core);
@@ -166,7 +172,7 @@ impl<P: Policy> Shared<P> {
                 // Nobody holds the input's handle (the list took it): let the
                 // input report the failure as unhandled when its run ends,
                 // like a Deferred whose handle was dropped.
-                if let Some(core) = self.inputs.get(index).and_then(Weak::upgrade) {
+                if let Some(core) = self.entries.get(index).and_then(|e| e.input.upgrade()) {
                     core.release_consumer();
                 }
                 Err(f.clone())
@@ -181,8 +187,8 @@ impl<P: Policy> Shared<P> {
         }
         match self.policy.arrive(index, result) {
             Arrival::Keep(value) => {
-                if let Some(slot) = self.slots.get(index) {
-                    let old = lock(slot).replace(value);
+                if let Some(entry) = self.entries.get(index) {
+                    let old = lock(&entry.slot).replace(value);
                     drop(old);
                 }
             }
@@ -203,8 +209,8 @@ impl<P: Policy> Shared<P> {
         // time and outside its lock (destructors are user code). A value
         // stored by an arrival racing with this in another thread stays
         // until the state goes away.
-        for slot in self.slots.iter() {
-            let kept = lock(slot).take();
+        for entry in self.entries.iter() {
+            let kept = lock(&entry.slot).take();
             drop(kept);
         }
         if let Some(winner) = winner {
@@ -230,10 +236,12 @@ impl<P: Policy> Drop for Shared<P> {
         let Some(resolver) = resolver else {
             return;
         };
-        let slots: Option<Vec<P::Slot>> = mem::take(&mut self.slots)
+        // One pass: each input's result is moved out and its weak handle
+        // dropped.
+        let slots: Option<Vec<P::Slot>> = mem::take(&mut self.entries)
             .into_vec()
             .into_iter()
-            .map(|slot| slot.into_inner().unwrap_or_else(PoisonError::into_inner))
+            .map(|e| e.slot.into_inner().unwrap_or_else(PoisonError::into_inner))
             .collect();
         match slots {
             Some(slots) => {
@@ -336,10 +344,15 @@ fn collect<P: Policy>(
         .collect();
     let shared = Arc::new(Shared {
         policy,
-        slots: cores.iter().map(|_| Mutex::new(None)).collect(),
+        entries: cores
+            .iter()
+            .map(|core| Entry {
+                input: Arc::downgrade(core),
+                slot: Mutex::new(None),
+            })
+            .collect(),
         decided: AtomicBool::new(false),
         resolver: Mutex::new(None),
-        inputs: cores.iter().map(Arc::downgrade).collect(),
         consume,
     });
     let weak = Arc::downgrade(&shared);
