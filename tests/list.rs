@@ -893,3 +893,30 @@ fn a_failed_input_not_consumed_is_reported_once_even_when_gathered_late() {
     });
     assert_eq!(unhandled, 1);
 }
+
+#[test]
+fn a_paused_input_failed_before_gathering_is_reported_only_if_armed() {
+    // The list's link never runs on a paused input (nobody can unpause it
+    // once the list took it). Failed while paused: never armed, nothing
+    // reported (Twisted: `failResult` is set only when a run finishes).
+    let ((), unhandled) = count_unhandled(|| {
+        let (d0, r0) = Deferred::<u8>::new();
+        d0.pause();
+        r0.errback(GenericError("while paused")).unwrap();
+        let all = gather_results([d0, succeed(1)]);
+        drop(r0);
+        assert!(all.try_take().unwrap().is_err()); // ResolverDroppedError
+    });
+    assert_eq!(unhandled, 0);
+    // Failed, finished its run, then paused: armed, reported once when its
+    // state goes away.
+    let ((), unhandled) = count_unhandled(|| {
+        let (d0, r0) = Deferred::<u8>::new();
+        r0.errback(GenericError("then paused")).unwrap();
+        d0.pause();
+        let all = gather_results([d0, succeed(1)]);
+        drop(r0);
+        assert!(all.try_take().unwrap().is_err());
+    });
+    assert_eq!(unhandled, 1);
+}
