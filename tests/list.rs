@@ -920,3 +920,64 @@ fn a_paused_input_failed_before_gathering_is_reported_only_if_armed() {
     });
     assert_eq!(unhandled, 1);
 }
+
+#[test]
+fn failures_from_many_threads_fire_a_gather_once_with_one_first_error() {
+    const THREADS: usize = 4;
+    const PER: usize = 250;
+    let (ds, rs): (Vec<_>, Vec<_>) = (0..THREADS * PER).map(|_| Deferred::<usize>::new()).unzip();
+    let fired = Arc::new(AtomicUsize::new(0));
+    let f = fired.clone();
+    let all = Gather::new(ds)
+        .consume_errors()
+        .into_deferred()
+        .add_both(move |r| {
+            f.fetch_add(1, Ordering::SeqCst);
+            r
+        });
+    let mut chunks: Vec<Vec<(usize, Resolver<usize>)>> = (0..THREADS).map(|_| Vec::new()).collect();
+    for (i, r) in rs.into_iter().enumerate() {
+        chunks[i % THREADS].push((i, r));
+    }
+    std::thread::scope(|s| {
+        for chunk in chunks {
+            s.spawn(move || {
+                for (i, r) in chunk {
+                    if i % 3 == 0 {
+                        r.errback(GenericError("odd one")).unwrap();
+                    } else {
+                        r.callback(i).unwrap();
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(fired.load(Ordering::SeqCst), 1);
+    let failure = all.try_take().unwrap().unwrap_err();
+    let first = failure.downcast_ref::<FirstError>().unwrap();
+    assert_eq!(first.index % 3, 0);
+}
+
+#[test]
+fn race_won_from_many_threads_has_one_winner() {
+    const THREADS: usize = 4;
+    for _ in 0..20 {
+        let (ds, rs): (Vec<_>, Vec<_>) = (0..THREADS).map(|_| Deferred::<usize>::new()).unzip();
+        let fired = Arc::new(AtomicUsize::new(0));
+        let f = fired.clone();
+        let winner = race(ds).add_both(move |r| {
+            f.fetch_add(1, Ordering::SeqCst);
+            r
+        });
+        std::thread::scope(|s| {
+            for (i, r) in rs.into_iter().enumerate() {
+                // A loser may already be cancelled: its callback is then
+                // refused or swallowed, never an error for the race.
+                s.spawn(move || drop(r.callback(i)));
+            }
+        });
+        assert_eq!(fired.load(Ordering::SeqCst), 1);
+        let (index, value) = winner.try_take().unwrap().unwrap();
+        assert_eq!(index, value);
+    }
+}
