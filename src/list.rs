@@ -147,7 +147,8 @@ struct Entry<S> {
     /// on down its chain.
     input: Weak<dyn Core>,
     /// Its result, written once, by its own link only (so this mutex is
-    /// never contended; a `Mutex` because the value need not be `Sync`).
+    /// contended at most by an early decision clearing it; a `Mutex`
+    /// because the value need not be `Sync`).
     slot: Mutex<Option<S>>,
 }
 
