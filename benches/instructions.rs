@@ -57,6 +57,19 @@ fn run(workload: &str, n: u64) {
             }
             black_box(all.try_take());
         }
+        // The same Deferreds created, fired and taken without the gather:
+        // `gather_elem - gather_base` is the gather machinery's own cost
+        // (10,000 live Deferreds stress the allocator more than
+        // `new_fire_take`, which reuses one allocation).
+        "gather_base" => {
+            let (ds, rs): (Vec<_>, Vec<_>) = (0..n).map(|_| Deferred::<u64>::new()).unzip();
+            for (i, r) in rs.into_iter().enumerate() {
+                r.callback(i as u64).unwrap();
+            }
+            for d in &ds {
+                black_box(d.try_take());
+            }
+        }
         "queue_put_get" => {
             let q = DeferredQueue::<u64>::new(None, None);
             for i in 0..n {

@@ -32,13 +32,17 @@
 //!
 //! # How it works
 //!
-//! Everything here is push-based, like Twisted: each input gets one
-//! [`add_both`](Deferred::add_both) callback that records its result in a
-//! state shared by all inputs (one mutex for the whole list, never held
-//! while user code runs), counts it, and fires the output Deferred when the
-//! outcome is decided. Nothing polls. Inputs that have already fired are
-//! recorded at once, during construction, so a list of fired Deferreds
-//! returns an already-fired Deferred.
+//! Everything here is push-based, like Twisted: each input gets one link at
+//! the end of its chain (a record of the list's own kind, not a boxed
+//! closure) that hands its result to a state shared by the whole list.
+//! Each input has its own pre-sized slot for its result, so inputs firing
+//! in different threads never wait on one another, and the list counts
+//! arrivals with the reference count of that shared state: the last input
+//! to report (or the constructor, if every input had already fired)
+//! collects the slots in input order and fires the output once. An outcome
+//! decided earlier (a first failure, a first success) fires the output at
+//! once. Nothing polls, and no lock is held while user code runs. A list of
+//! fired Deferreds returns an already-fired Deferred.
 //!
 //! # Where each input's result goes (Twisted's `consumeErrors`)
 //!
@@ -75,114 +79,243 @@
 //! the other inputs are still cancelled. Once the output has fired,
 //! cancelling it does nothing.
 
+use std::any::Any;
 use std::fmt;
 use std::marker::PhantomData;
 use std::mem;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::panic::{AssertUnwindSafe, Location, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use crate::error::{FailureGroup, FirstError, ResultTakenError};
-use crate::{CancelHandle, Deferred, Failure, Resolver};
+use crate::state::{
+    Core, Inner, Link, Node, Res, ResultState, Step, cancel_core, run_chain, take_from,
+};
+use crate::{Deferred, Failure, Resolver};
 
-/// What the shared state decides after an input's result.
-enum Decision<O> {
-    /// Not decided yet.
-    Wait,
-    /// Fire the output with this result.
-    Fire(Result<O, Failure>),
-    /// Fire the output, after cancelling every input but this one (race).
-    Win(Result<O, Failure>, usize),
+/// What a combinator does with one input's result.
+enum Arrival<S, O> {
+    /// Keep it in the input's slot until every input has reported.
+    Keep(S),
+    /// The outcome is decided: fire the output with this result.
+    Fire(Res<O>),
+    /// Fire the output with this result after cancelling every other input
+    /// (race).
+    Win(Res<O>),
 }
 
 /// How a combinator turns the inputs' results into its output.
-trait Policy: Send + 'static {
+trait Policy: Send + Sync + 'static {
     type Input: Send + 'static;
+    /// What is kept per input until every input has reported.
+    type Slot: Send + 'static;
     type Output: Send + 'static;
     /// The output for an empty list of inputs.
-    fn on_empty(self) -> Result<Self::Output, Failure>;
-    /// Records input `index`'s result; `last` when every input has now
-    /// reported.
-    fn on_result(
-        &mut self,
-        index: usize,
-        result: Result<Self::Input, Failure>,
-        last: bool,
-    ) -> Decision<Self::Output>;
+    fn on_empty(&self) -> Res<Self::Output>;
+    /// Input `index` reported `result` (no lock held).
+    fn arrive(&self, index: usize, result: Res<Self::Input>) -> Arrival<Self::Slot, Self::Output>;
+    /// Every input reported and nothing was decided: the output, from every
+    /// input's slot in input order.
+    fn complete(&self, slots: Vec<Self::Slot>) -> Res<Self::Output>;
 }
 
-struct State<P: Policy> {
-    /// `None` once the output has fired: later results are ignored.
-    policy: Option<P>,
-    remaining: usize,
-    resolver: Option<Resolver<P::Output>>,
+fn lock<V>(m: &Mutex<V>) -> MutexGuard<'_, V> {
+    // No user code runs under these locks; recover rather than panic.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The state shared by the callbacks of every input and the output's
-/// canceller.
+/// The state shared by every input's link and the output's canceller.
+///
+/// Counting: every input's link holds one strong reference until it has
+/// reported, and the constructor holds one until every link is in place.
+/// Whoever drops the last reference is the last to report: [`Drop`]
+/// collects the slots (with `&mut self`, no locks) and fires the output.
 struct Shared<P: Policy> {
-    state: Mutex<State<P>>,
-    /// One (weak) cancel handle per input, in input order.
-    inputs: Vec<CancelHandle>,
+    policy: P,
+    /// One entry per input, in input order.
+    entries: Box<[Entry<P::Slot>]>,
+    /// The outcome was decided early: later results are dropped on arrival.
+    decided: AtomicBool,
+    /// `None` once the output was fired by a decision.
+    resolver: Mutex<Option<Resolver<P::Output>>>,
+    consume: bool,
+}
+
+/// What the list keeps per input.
+struct Entry<S> {
+    /// The input's state (weak): for cancelling it and for passing a failure
+    /// on down its chain.
+    input: Weak<dyn Core>,
+    /// Its result, written once, by its own link only (so this mutex is
+    /// contended at most by an early decision clearing it; a `Mutex`
+    /// because the value need not be `Sync`).
+    slot: Mutex<Option<S>>,
 }
 
 impl<P: Policy> Shared<P> {
-    fn lock(&self) -> MutexGuard<'_, State<P>> {
-        // No user code runs under this lock; recover rather than panic.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     fn cancel_inputs(&self, except: Option<usize>) {
-        for (i, handle) in self.inputs.iter().enumerate() {
+        for (i, entry) in self.entries.iter().enumerate() {
             if Some(i) != except {
-                // `cancel` never panics: a panicking canceller fails its
-                // own input, and the loop goes on to the next one.
-                handle.cancel();
+                if let Some(core) = entry.input.upgrade() {
+                    // Never panics: a panicking canceller fails its own
+                    // input, and the loop goes on to the next one.
+                    cancel_core(core);
+                }
             }
         }
     }
 
-    /// The callback added to input `index`. Returns what goes on down the
-    /// rest of that input's chain.
-    fn record(
-        &self,
-        index: usize,
-        result: Result<P::Input, Failure>,
-        consume: bool,
-    ) -> Result<(), Failure> {
+    /// Input `index` reported `result`. Returns what goes on down the rest
+    /// of that input's chain.
+    fn arrive(&self, index: usize, result: Res<P::Input>) -> Res<()> {
         let rest = match &result {
-            Err(f) if !consume => Err(f.clone()),
+            Err(f) if !self.consume => {
+                // Nobody holds the input's handle (the list took it): let the
+                // input report the failure as unhandled when its run ends,
+                // like a Deferred whose handle was dropped.
+                if let Some(core) = self.entries.get(index).and_then(|e| e.input.upgrade()) {
+                    core.release_consumer();
+                }
+                Err(f.clone())
+            }
             _ => Ok(()),
         };
-        let mut st = self.lock();
-        st.remaining = st.remaining.saturating_sub(1);
-        let last = st.remaining == 0;
-        let Some(policy) = st.policy.as_mut() else {
-            // Already fired: drop the late result outside the lock (its
-            // destructor is user code).
-            drop(st);
+        if self.decided.load(Ordering::Acquire) {
+            // Already fired: the late result is dropped (its destructor is
+            // user code; no lock is held).
             drop(result);
             return rest;
+        }
+        match self.policy.arrive(index, result) {
+            Arrival::Keep(value) => {
+                if let Some(entry) = self.entries.get(index) {
+                    let old = lock(&entry.slot).replace(value);
+                    drop(old);
+                }
+            }
+            Arrival::Fire(out) => self.decide(out, None),
+            Arrival::Win(out) => self.decide(out, Some(index)),
+        }
+        rest
+    }
+
+    /// Fires the output early (a first failure or success).
+    fn decide(&self, out: Res<P::Output>, winner: Option<usize>) {
+        let resolver = lock(&self.resolver).take();
+        self.decided.store(true, Ordering::Release);
+        let Some(resolver) = resolver else {
+            return;
         };
-        let (out, winner) = match policy.on_result(index, result, last) {
-            Decision::Wait => return rest,
-            Decision::Fire(out) => (out, None),
-            Decision::Win(out, index) => (out, Some(index)),
-        };
-        let policy = st.policy.take();
-        let resolver = st.resolver.take();
-        drop(st);
-        drop(policy);
+        // What was kept is not needed any more: drop it now, one slot at a
+        // time and outside its lock (destructors are user code). A value
+        // stored by an arrival racing with this in another thread stays
+        // until the state goes away.
+        for entry in self.entries.iter() {
+            let kept = lock(&entry.slot).take();
+            drop(kept);
+        }
         if let Some(winner) = winner {
             self.cancel_inputs(Some(winner));
         }
-        if let Some(resolver) = resolver {
-            // Cannot be fired already: the resolver is taken exactly once,
-            // and the output's canceller never fires it itself. The only
-            // exception is a cancel of the output racing with this line in
-            // another thread; then the cancellation stands and `out` is
-            // dropped.
-            let _ = resolver.resolve(out);
+        // Cannot be fired already: the resolver is taken exactly once, and
+        // the output's canceller never fires it itself. The only exception
+        // is a cancel of the output racing with this line in another
+        // thread; then the cancellation stands and `out` is dropped.
+        let _ = resolver.resolve(out);
+    }
+}
+
+impl<P: Policy> Drop for Shared<P> {
+    /// The last reference: every input has reported (or a link was dropped
+    /// without running). Fires the output if no decision did.
+    fn drop(&mut self) {
+        let resolver = self
+            .resolver
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let Some(resolver) = resolver else {
+            return;
+        };
+        // One pass: each input's result is moved out and its weak handle
+        // dropped.
+        let slots: Option<Vec<P::Slot>> = mem::take(&mut self.entries)
+            .into_vec()
+            .into_iter()
+            .map(|e| e.slot.into_inner().unwrap_or_else(PoisonError::into_inner))
+            .collect();
+        match slots {
+            Some(slots) => {
+                let out = self.policy.complete(slots);
+                let _ = resolver.resolve(out);
+            }
+            // An input's link went away without running (its Deferred was
+            // dropped paused, say): the output can never be complete, and
+            // dropping its resolver fails it with ResolverDroppedError.
+            None => drop(resolver),
         }
-        rest
+    }
+}
+
+/// The link added at the end of each input's chain: hands the input's
+/// result to the list.
+struct ListLink<P: Policy> {
+    shared: Option<Arc<Shared<P>>>,
+    index: usize,
+    input: Option<Res<P::Input>>,
+    output: Option<Res<()>>,
+}
+
+impl<P: Policy> Link for ListLink<P> {
+    fn pull(&mut self, src: &mut dyn Any) {
+        self.input = Some(take_from::<P::Input>(src));
+    }
+
+    fn refill(&mut self, src: &mut dyn Any) {
+        self.output = Some(take_from::<()>(src));
+    }
+
+    fn run(&mut self) -> Step {
+        let input = self
+            .input
+            .take()
+            .unwrap_or_else(|| Err(Failure::new(ResultTakenError {})));
+        let shared = self.shared.take();
+        let index = self.index;
+        // Dropping `shared` may be the last reference: that fires the output,
+        // whose callbacks are user code (and so are the results' destructors).
+        let rest = catch_unwind(AssertUnwindSafe(move || match shared {
+            Some(shared) => shared.arrive(index, input),
+            None => Ok(()),
+        }));
+        self.output = Some(rest.unwrap_or_else(|payload| Err(Failure::from_panic(payload))));
+        Step::Done
+    }
+
+    fn output(&mut self) -> &mut dyn Any {
+        &mut self.output
+    }
+
+    fn output_state(&self) -> ResultState {
+        match &self.output {
+            None => ResultState::Empty,
+            Some(Ok(())) => ResultState::Ok,
+            Some(Err(f)) => ResultState::Err(f.clone()),
+        }
+    }
+
+    fn take_failure(&mut self) -> Option<Failure> {
+        match self.output.take() {
+            Some(Err(f)) => Some(f),
+            other => {
+                self.output = other;
+                None
+            }
+        }
+    }
+
+    fn fail_output(&mut self, failure: Failure) {
+        self.output = Some(Err(failure));
     }
 }
 
@@ -199,13 +332,29 @@ fn collect<P: Policy>(
             Err(f) => crate::fail(f),
         };
     }
+    let at = Location::caller();
+    // The list takes the inputs' states: the rest of each input's chain
+    // belongs to it (see the module docs).
+    let cores: Vec<Arc<dyn Core>> = inputs
+        .into_iter()
+        .map(|d| {
+            d.into_core().unwrap_or_else(|| {
+                Inner::<P::Input>::new_fired(Err(Failure::new(ResultTakenError {})), at)
+            })
+        })
+        .collect();
     let shared = Arc::new(Shared {
-        state: Mutex::new(State {
-            policy: Some(policy),
-            remaining: inputs.len(),
-            resolver: None,
-        }),
-        inputs: inputs.iter().map(Deferred::cancel_handle).collect(),
+        policy,
+        entries: cores
+            .iter()
+            .map(|core| Entry {
+                input: Arc::downgrade(core),
+                slot: Mutex::new(None),
+            })
+            .collect(),
+        decided: AtomicBool::new(false),
+        resolver: Mutex::new(None),
+        consume,
     });
     let weak = Arc::downgrade(&shared);
     let (output, resolver) = Deferred::with_canceller(move |_: &Resolver<P::Output>| {
@@ -213,14 +362,21 @@ fn collect<P: Policy>(
             shared.cancel_inputs(None);
         }
     });
-    shared.lock().resolver = Some(resolver);
-    for (index, input) in inputs.into_iter().enumerate() {
-        let shared = shared.clone();
-        // The rest of the input's chain is dropped here: a failure passed
-        // on (not consumed) is then reported as unhandled, like Twisted's
-        // failure going on down an input's chain that nobody handles.
-        drop(input.add_both(move |r| shared.record(index, r, consume)));
+    *lock(&shared.resolver) = Some(resolver);
+    for (index, core) in cores.into_iter().enumerate() {
+        let link = Node::boxed(ListLink {
+            shared: Some(shared.clone()),
+            index,
+            input: None,
+            output: None,
+        });
+        if core.add_link(link) {
+            // The input had fired: its result reaches the list now.
+            run_chain(core);
+        }
     }
+    // If every input has already reported, this fires the output.
+    drop(shared);
     output
 }
 
@@ -323,8 +479,8 @@ impl<T: Send + 'static> DeferredList<T> {
     #[track_caller]
     pub fn all(self) -> Deferred<Vec<Result<T, Failure>>> {
         let policy = AllPolicy {
-            slots: self.inputs.iter().map(|_| None).collect(),
             fire_on_one_errback: self.fire_on_one_errback,
+            _marker: PhantomData,
         };
         collect(self.inputs, policy, self.consume_errors)
     }
@@ -352,7 +508,6 @@ impl<T: Send + 'static> DeferredList<T> {
     #[track_caller]
     pub fn first_success(self) -> Deferred<(T, usize)> {
         let policy = FirstSuccessPolicy {
-            failures: self.inputs.iter().map(|_| None).collect(),
             fire_on_one_errback: self.fire_on_one_errback,
             _marker: PhantomData,
         };
@@ -425,8 +580,8 @@ impl<T: Send + 'static> Gather<T> {
     #[track_caller]
     pub fn into_deferred(self) -> Deferred<Vec<T>> {
         let policy = GatherPolicy {
-            values: self.inputs.iter().map(|_| None).collect(),
             original_failure: self.original_failure,
+            _marker: PhantomData,
         };
         collect(self.inputs, policy, self.consume_errors)
     }
@@ -572,7 +727,6 @@ where
 {
     let inputs: Vec<Deferred<T>> = deferreds.into_iter().collect();
     let policy = RacePolicy {
-        failures: inputs.iter().map(|_| None).collect(),
         _marker: PhantomData,
     };
     collect(inputs, policy, true)
@@ -580,156 +734,115 @@ where
 
 // --- Policies ---------------------------------------------------------------
 
-fn store<V>(slots: &mut [Option<V>], index: usize, value: V) {
-    if let Some(slot) = slots.get_mut(index) {
-        *slot = Some(value);
-    }
-}
-
-fn failure_group(failures: &mut Vec<Option<Failure>>) -> Failure {
-    Failure::new(FailureGroup::new(
-        mem::take(failures).into_iter().flatten().collect(),
-    ))
+fn failure_group(failures: Vec<Failure>) -> Failure {
+    Failure::new(FailureGroup::new(failures))
 }
 
 struct AllPolicy<T> {
-    slots: Vec<Option<Result<T, Failure>>>,
     fire_on_one_errback: bool,
+    _marker: PhantomData<fn(T)>,
 }
 
 impl<T: Send + 'static> Policy for AllPolicy<T> {
     type Input = T;
-    type Output = Vec<Result<T, Failure>>;
+    type Slot = Res<T>;
+    type Output = Vec<Res<T>>;
 
-    fn on_empty(self) -> Result<Self::Output, Failure> {
+    fn on_empty(&self) -> Res<Self::Output> {
         Ok(Vec::new())
     }
 
-    fn on_result(
-        &mut self,
-        index: usize,
-        result: Result<T, Failure>,
-        last: bool,
-    ) -> Decision<Self::Output> {
-        if let (Err(f), true) = (&result, self.fire_on_one_errback) {
-            let first = FirstError::new(index, f.clone());
-            store(&mut self.slots, index, result);
-            return Decision::Fire(Err(Failure::new(first)));
+    fn arrive(&self, index: usize, result: Res<T>) -> Arrival<Res<T>, Self::Output> {
+        match result {
+            Err(f) if self.fire_on_one_errback => {
+                Arrival::Fire(Err(Failure::new(FirstError::new(index, f))))
+            }
+            result => Arrival::Keep(result),
         }
-        store(&mut self.slots, index, result);
-        if !last {
-            return Decision::Wait;
-        }
-        let all = mem::take(&mut self.slots)
-            .into_iter()
-            .map(|slot| slot.unwrap_or_else(|| Err(Failure::new(ResultTakenError {}))))
-            .collect();
-        Decision::Fire(Ok(all))
+    }
+
+    fn complete(&self, slots: Vec<Res<T>>) -> Res<Self::Output> {
+        Ok(slots)
     }
 }
 
 struct FirstSuccessPolicy<T> {
-    failures: Vec<Option<Failure>>,
     fire_on_one_errback: bool,
     _marker: PhantomData<fn(T)>,
 }
 
 impl<T: Send + 'static> Policy for FirstSuccessPolicy<T> {
     type Input = T;
+    type Slot = Failure;
     type Output = (T, usize);
 
-    fn on_empty(mut self) -> Result<Self::Output, Failure> {
-        Err(failure_group(&mut self.failures))
+    fn on_empty(&self) -> Res<Self::Output> {
+        Err(failure_group(Vec::new()))
     }
 
-    fn on_result(
-        &mut self,
-        index: usize,
-        result: Result<T, Failure>,
-        last: bool,
-    ) -> Decision<Self::Output> {
+    fn arrive(&self, index: usize, result: Res<T>) -> Arrival<Failure, Self::Output> {
         match result {
-            Ok(v) => Decision::Fire(Ok((v, index))),
+            Ok(v) => Arrival::Fire(Ok((v, index))),
             Err(f) if self.fire_on_one_errback => {
-                Decision::Fire(Err(Failure::new(FirstError::new(index, f))))
+                Arrival::Fire(Err(Failure::new(FirstError::new(index, f))))
             }
-            Err(f) => {
-                store(&mut self.failures, index, f);
-                if last {
-                    Decision::Fire(Err(failure_group(&mut self.failures)))
-                } else {
-                    Decision::Wait
-                }
-            }
+            Err(f) => Arrival::Keep(f),
         }
+    }
+
+    fn complete(&self, failures: Vec<Failure>) -> Res<Self::Output> {
+        Err(failure_group(failures))
     }
 }
 
 struct GatherPolicy<T> {
-    values: Vec<Option<T>>,
     original_failure: bool,
+    _marker: PhantomData<fn(T)>,
 }
 
 impl<T: Send + 'static> Policy for GatherPolicy<T> {
     type Input = T;
+    type Slot = T;
     type Output = Vec<T>;
 
-    fn on_empty(self) -> Result<Self::Output, Failure> {
+    fn on_empty(&self) -> Res<Self::Output> {
         Ok(Vec::new())
     }
 
-    fn on_result(
-        &mut self,
-        index: usize,
-        result: Result<T, Failure>,
-        last: bool,
-    ) -> Decision<Self::Output> {
+    fn arrive(&self, index: usize, result: Res<T>) -> Arrival<T, Vec<T>> {
         match result {
-            Ok(v) => {
-                store(&mut self.values, index, v);
-                if !last {
-                    return Decision::Wait;
-                }
-                let values = mem::take(&mut self.values)
-                    .into_iter()
-                    .collect::<Option<Vec<T>>>();
-                Decision::Fire(values.ok_or_else(|| Failure::new(ResultTakenError {})))
-            }
-            Err(f) if self.original_failure => Decision::Fire(Err(f)),
-            Err(f) => Decision::Fire(Err(Failure::new(FirstError::new(index, f)))),
+            Ok(v) => Arrival::Keep(v),
+            Err(f) if self.original_failure => Arrival::Fire(Err(f)),
+            Err(f) => Arrival::Fire(Err(Failure::new(FirstError::new(index, f)))),
         }
+    }
+
+    fn complete(&self, values: Vec<T>) -> Res<Vec<T>> {
+        Ok(values)
     }
 }
 
 struct RacePolicy<T> {
-    failures: Vec<Option<Failure>>,
     _marker: PhantomData<fn(T)>,
 }
 
 impl<T: Send + 'static> Policy for RacePolicy<T> {
     type Input = T;
+    type Slot = Failure;
     type Output = (usize, T);
 
-    fn on_empty(mut self) -> Result<Self::Output, Failure> {
-        Err(failure_group(&mut self.failures))
+    fn on_empty(&self) -> Res<Self::Output> {
+        Err(failure_group(Vec::new()))
     }
 
-    fn on_result(
-        &mut self,
-        index: usize,
-        result: Result<T, Failure>,
-        last: bool,
-    ) -> Decision<Self::Output> {
+    fn arrive(&self, index: usize, result: Res<T>) -> Arrival<Failure, Self::Output> {
         match result {
-            Ok(v) => Decision::Win(Ok((index, v)), index),
-            Err(f) => {
-                store(&mut self.failures, index, f);
-                if last {
-                    Decision::Fire(Err(failure_group(&mut self.failures)))
-                } else {
-                    Decision::Wait
-                }
-            }
+            Ok(v) => Arrival::Win(Ok((index, v))),
+            Err(f) => Arrival::Keep(f),
         }
+    }
+
+    fn complete(&self, failures: Vec<Failure>) -> Res<Self::Output> {
+        Err(failure_group(failures))
     }
 }

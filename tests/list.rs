@@ -719,3 +719,265 @@ fn failure_group_display_names_the_count_and_first_failure() {
     ]);
     assert_eq!(g.to_string(), "all 2 inputs failed (the first with: a)");
 }
+
+// --- The gather engine: edges -------------------------------------------------
+
+#[test]
+fn gather_keeps_input_order_when_inputs_fire_each_other() {
+    // Input 0's own callback fires input 2, so input 2 reaches the list
+    // before input 0 does, from inside input 0's chain.
+    let (d0, r0) = Deferred::<u32>::new();
+    let (d1, r1) = Deferred::<u32>::new();
+    let (d2, r2) = Deferred::<u32>::new();
+    let d0 = d0.add_callback(move |v| {
+        r2.callback(20).unwrap();
+        Ok(v)
+    });
+    let all = gather_results([d0, d1, d2]);
+    r1.callback(10).unwrap();
+    assert!(!all.is_called());
+    r0.callback(0).unwrap();
+    assert_eq!(all.try_take().unwrap().unwrap(), [0, 10, 20]);
+}
+
+#[test]
+fn inputs_fired_by_another_thread_while_gathering_are_all_collected() {
+    for _ in 0..20 {
+        const N: u64 = 500;
+        let (ds, rs): (Vec<_>, Vec<_>) = (0..N).map(|_| Deferred::<u64>::new()).unzip();
+        let firing = std::thread::spawn(move || {
+            for (i, r) in rs.into_iter().enumerate().rev() {
+                r.callback(i as u64).unwrap();
+            }
+        });
+        let all = gather_results(ds);
+        firing.join().unwrap();
+        assert_eq!(all.try_take().unwrap().unwrap(), (0..N).collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn gather_inputs_fired_from_many_threads_collects_every_value_once() {
+    const THREADS: usize = 4;
+    const PER: usize = 2_500;
+    let (ds, rs): (Vec<_>, Vec<_>) = (0..THREADS * PER).map(|_| Deferred::<usize>::new()).unzip();
+    let fired = Arc::new(AtomicUsize::new(0));
+    let f = fired.clone();
+    let all = gather_results(ds).add_callback(move |v| {
+        f.fetch_add(1, Ordering::SeqCst);
+        Ok(v)
+    });
+    let mut chunks: Vec<Vec<(usize, Resolver<usize>)>> = (0..THREADS).map(|_| Vec::new()).collect();
+    for (i, r) in rs.into_iter().enumerate() {
+        chunks[i % THREADS].push((i, r));
+    }
+    std::thread::scope(|s| {
+        for chunk in chunks {
+            s.spawn(move || {
+                for (i, r) in chunk {
+                    r.callback(i).unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(fired.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        all.try_take().unwrap().unwrap(),
+        (0..THREADS * PER).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn gather_of_100k_inputs_fired_in_reverse_keeps_input_order() {
+    const N: u32 = 100_000;
+    let (ds, rs): (Vec<_>, Vec<_>) = (0..N).map(|_| Deferred::<u32>::new()).unzip();
+    let all = gather_results(ds);
+    for (i, r) in rs.into_iter().enumerate().rev() {
+        assert!(!all.is_called() || i == 0);
+        r.callback(i as u32).unwrap();
+    }
+    let values = all.try_take().unwrap().unwrap();
+    assert_eq!(values.len(), N as usize);
+    assert!(values.iter().enumerate().all(|(i, v)| *v == i as u32));
+}
+
+#[test]
+fn gather_of_100k_fired_inputs_fires_during_construction() {
+    let all = gather_results((0..100_000u32).map(succeed));
+    let values = all.try_take().unwrap().unwrap();
+    assert_eq!(values.len(), 100_000);
+    assert_eq!(values[99_999], 99_999);
+}
+
+// Twisted: test_defer.py DeferredTests.test_cancelGatherResults (partly fired)
+#[test]
+fn cancelling_a_partly_fired_gather_fails_with_the_first_cancelled_input() {
+    let (d0, r0, c0) = counted::<u8>(|_| {});
+    let (d1, _r1, c1) = counted::<u8>(|_| {});
+    let (d2, _r2, c2) = counted::<u8>(|_| {});
+    let d = Gather::new([d0, d1, d2]).consume_errors().into_deferred();
+    r0.callback(0).unwrap();
+    d.cancel();
+    // The fired input is not cancelled; both others are.
+    let counts = [&c0, &c1, &c2].map(|c| c.load(Ordering::SeqCst));
+    assert_eq!(counts, [0, 1, 1]);
+    let failure = d.try_take().unwrap().unwrap_err();
+    let first = failure.downcast_ref::<FirstError>().unwrap();
+    assert_eq!(first.index, 1);
+    assert!(first.failure.is::<CancelledError>());
+    // Cancelling again, or firing the remaining resolver, changes nothing.
+    d.cancel();
+    assert!(d.try_take().is_some());
+}
+
+#[test]
+fn a_list_whose_input_can_never_report_fails_with_resolver_dropped() {
+    // A paused input that nobody can unpause (the list took its handle):
+    // when its state goes away unrun, the list can never complete, and
+    // fails instead of hanging.
+    let (d0, r0) = Deferred::<u8>::new();
+    d0.pause();
+    let all = gather_results([d0, succeed(1)]);
+    r0.callback(0).unwrap();
+    assert!(!all.is_called());
+    drop(r0);
+    let failure = all.try_take().unwrap().unwrap_err();
+    assert!(failure.is::<tokio_deferred::ResolverDroppedError>());
+}
+
+#[test]
+fn dropping_the_gather_before_its_inputs_fire_is_harmless() {
+    let ((), unhandled) = count_unhandled(|| {
+        let (ds, rs): (Vec<_>, Vec<_>) = (0..100).map(|_| Deferred::<u8>::new()).unzip();
+        drop(gather_results(ds));
+        for r in rs {
+            r.callback(1).unwrap();
+        }
+    });
+    assert_eq!(unhandled, 0);
+}
+
+#[test]
+fn values_kept_before_a_first_failure_are_dropped_when_the_list_fires() {
+    struct Counted(Arc<AtomicUsize>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let drops = Arc::new(AtomicUsize::new(0));
+    let (d0, r0) = Deferred::<Counted>::new();
+    let (d1, r1) = Deferred::<Counted>::new();
+    let (d2, _r2) = Deferred::<Counted>::new();
+    let d = Gather::new([d0, d1, d2]).consume_errors().into_deferred();
+    r0.callback(Counted(drops.clone())).unwrap();
+    assert_eq!(drops.load(Ordering::SeqCst), 0);
+    r1.errback(GenericError("b")).unwrap();
+    // Input 2 never fires, but the list has fired and keeps nothing.
+    assert_eq!(drops.load(Ordering::SeqCst), 1);
+    assert!(d.try_take().unwrap().is_err());
+}
+
+#[test]
+fn a_failed_input_not_consumed_is_reported_once_even_when_gathered_late() {
+    // The input failed (and finished its chain) before the list took it.
+    let ((), unhandled) = count_unhandled(|| {
+        let (d0, r0) = Deferred::<u8>::new();
+        r0.errback(GenericError("early")).unwrap();
+        let (d1, r1) = Deferred::<u8>::new();
+        let all = DeferredList::new([d0, d1]).all();
+        r1.callback(1).unwrap();
+        let out = all.try_take().unwrap().unwrap();
+        assert!(out[0].is_err());
+        assert_eq!(*out[1].as_ref().unwrap(), 1);
+    });
+    assert_eq!(unhandled, 1);
+}
+
+#[test]
+fn a_paused_input_failed_before_gathering_is_reported_only_if_armed() {
+    // The list's link never runs on a paused input (nobody can unpause it
+    // once the list took it). Failed while paused: never armed, nothing
+    // reported (Twisted: `failResult` is set only when a run finishes).
+    let ((), unhandled) = count_unhandled(|| {
+        let (d0, r0) = Deferred::<u8>::new();
+        d0.pause();
+        r0.errback(GenericError("while paused")).unwrap();
+        let all = gather_results([d0, succeed(1)]);
+        drop(r0);
+        assert!(all.try_take().unwrap().is_err()); // ResolverDroppedError
+    });
+    assert_eq!(unhandled, 0);
+    // Failed, finished its run, then paused: armed, reported once when its
+    // state goes away.
+    let ((), unhandled) = count_unhandled(|| {
+        let (d0, r0) = Deferred::<u8>::new();
+        r0.errback(GenericError("then paused")).unwrap();
+        d0.pause();
+        let all = gather_results([d0, succeed(1)]);
+        drop(r0);
+        assert!(all.try_take().unwrap().is_err());
+    });
+    assert_eq!(unhandled, 1);
+}
+
+#[test]
+fn failures_from_many_threads_fire_a_gather_once_with_one_first_error() {
+    const THREADS: usize = 4;
+    const PER: usize = 250;
+    let (ds, rs): (Vec<_>, Vec<_>) = (0..THREADS * PER).map(|_| Deferred::<usize>::new()).unzip();
+    let fired = Arc::new(AtomicUsize::new(0));
+    let f = fired.clone();
+    let all = Gather::new(ds)
+        .consume_errors()
+        .into_deferred()
+        .add_both(move |r| {
+            f.fetch_add(1, Ordering::SeqCst);
+            r
+        });
+    let mut chunks: Vec<Vec<(usize, Resolver<usize>)>> = (0..THREADS).map(|_| Vec::new()).collect();
+    for (i, r) in rs.into_iter().enumerate() {
+        chunks[i % THREADS].push((i, r));
+    }
+    std::thread::scope(|s| {
+        for chunk in chunks {
+            s.spawn(move || {
+                for (i, r) in chunk {
+                    if i % 3 == 0 {
+                        r.errback(GenericError("odd one")).unwrap();
+                    } else {
+                        r.callback(i).unwrap();
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(fired.load(Ordering::SeqCst), 1);
+    let failure = all.try_take().unwrap().unwrap_err();
+    let first = failure.downcast_ref::<FirstError>().unwrap();
+    assert_eq!(first.index % 3, 0);
+}
+
+#[test]
+fn race_won_from_many_threads_has_one_winner() {
+    const THREADS: usize = 4;
+    for _ in 0..20 {
+        let (ds, rs): (Vec<_>, Vec<_>) = (0..THREADS).map(|_| Deferred::<usize>::new()).unzip();
+        let fired = Arc::new(AtomicUsize::new(0));
+        let f = fired.clone();
+        let winner = race(ds).add_both(move |r| {
+            f.fetch_add(1, Ordering::SeqCst);
+            r
+        });
+        std::thread::scope(|s| {
+            for (i, r) in rs.into_iter().enumerate() {
+                // A loser may already be cancelled: its callback is then
+                // refused or swallowed, never an error for the race.
+                s.spawn(move || drop(r.callback(i)));
+            }
+        });
+        assert_eq!(fired.load(Ordering::SeqCst), 1);
+        let (index, value) = winner.try_take().unwrap().unwrap();
+        assert_eq!(index, value);
+    }
+}
