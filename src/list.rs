@@ -169,15 +169,10 @@ impl<P: Policy> Shared<P> {
     /// of that input's chain.
     fn arrive(&self, index: usize, result: Res<P::Input>) -> Res<()> {
         let rest = match &result {
-            Err(f) if !self.consume => {
-                // Nobody holds the input's handle (the list took it): let the
-                // input report the failure as unhandled when its run ends,
-                // like a Deferred whose handle was dropped.
-                if let Some(core) = self.entries.get(index).and_then(|e| e.input.upgrade()) {
-                    core.release_consumer();
-                }
-                Err(f.clone())
-            }
+            // Nobody holds the input's handle (the list adopted it): the input
+            // reports the failure as unhandled when its run ends, like a
+            // Deferred whose handle was dropped.
+            Err(f) if !self.consume => Err(f.clone()),
             _ => Ok(()),
         };
         if self.decided.load(Ordering::Acquire) {
@@ -370,7 +365,9 @@ fn collect<P: Policy>(
             input: None,
             output: None,
         });
-        if core.add_link(link) {
+        // Adopted: the list took the handle, so the input has no consumer
+        // left (a paused failed input reports its failure now).
+        if core.adopt_link(link) {
             // The input had fired: its result reaches the list now.
             run_chain(core);
         }

@@ -421,6 +421,12 @@ pub(crate) trait Core: Send + Sync + 'static {
     /// Appends a link; `true` when the caller took the runner token and must
     /// call [`run_chain`].
     fn add_link(&self, link: LinkBox) -> bool;
+    /// `add_link` for a chain that adopts this Deferred (its handle was
+    /// taken, so nobody else will consume its result): also marks it
+    /// consumer-less, and reports now a failure at rest that can never reach
+    /// the link (the Deferred is paused and nobody can unpause it any more),
+    /// as dropping the handle would. One lock section for both.
+    fn adopt_link(&self, link: LinkBox) -> bool;
     /// Runs links while it can. The caller holds the runner token.
     /// `check_pause`: stop at once if paused (Twisted checks when it starts
     /// or switches to a Deferred, not when a nested call returns to it).
@@ -1057,6 +1063,34 @@ impl<T: Send + 'static> Core for Inner<T> {
         } else {
             false
         }
+    }
+
+    fn adopt_link(&self, link: LinkBox) -> bool {
+        let mut st = self.lock();
+        let mut link = link;
+        link.next = st.inbox.take();
+        st.inbox = Some(link);
+        self.set(NO_CONSUMER);
+        if self.can_run(&st) {
+            self.set(RUNNING);
+            return true;
+        }
+        let flags = self.flags();
+        if flags & (CALLED | RUNNING) == CALLED && self.paused() > 0 && !st.waiting() {
+            if let Some(failure) = st.take_failure() {
+                self.clear(ARMED);
+                let describe = self.describe(&st);
+                let created = st.created;
+                drop(st);
+                report_unhandled(
+                    &failure,
+                    created,
+                    debug::fired_site(self.traced_key()),
+                    &describe,
+                );
+            }
+        }
+        false
     }
 
     fn run_links(self: Arc<Self>, mut check_pause: bool) -> Stop {

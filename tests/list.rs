@@ -895,10 +895,11 @@ fn a_failed_input_not_consumed_is_reported_once_even_when_gathered_late() {
 }
 
 #[test]
-fn a_paused_input_failed_before_gathering_is_reported_only_if_armed() {
-    // The list's link never runs on a paused input (nobody can unpause it
-    // once the list took it). Failed while paused: never armed, nothing
-    // reported (Twisted: `failResult` is set only when a run finishes).
+fn a_paused_input_failed_before_gathering_is_reported_once_when_gathered() {
+    // The list's link never runs on a paused input, and nobody can unpause
+    // it once the list took its handle: as when a paused Deferred's handle
+    // is dropped, its failure is reported at once (Twisted reports only a
+    // failure that finished a run, `failResult`; Rust does better here).
     let ((), unhandled) = count_unhandled(|| {
         let (d0, r0) = Deferred::<u8>::new();
         d0.pause();
@@ -907,9 +908,8 @@ fn a_paused_input_failed_before_gathering_is_reported_only_if_armed() {
         drop(r0);
         assert!(all.try_take().unwrap().is_err()); // ResolverDroppedError
     });
-    assert_eq!(unhandled, 0);
-    // Failed, finished its run, then paused: armed, reported once when its
-    // state goes away.
+    assert_eq!(unhandled, 1);
+    // Failed, finished its run, then paused: reported once too.
     let ((), unhandled) = count_unhandled(|| {
         let (d0, r0) = Deferred::<u8>::new();
         r0.errback(GenericError("then paused")).unwrap();
