@@ -202,6 +202,7 @@ impl<T: Send + 'static> Deferred<T> {
 
     /// The shared state to go on with, or the input of a callback to run now
     /// (an inline, unpaused Deferred), or `None` if it is gone.
+    #[inline]
     fn into_core_or_input(
         mut self,
     ) -> Option<Result<Arc<dyn Core>, (Res<T>, &'static Location<'static>)>> {
@@ -218,6 +219,7 @@ impl<T: Send + 'static> Deferred<T> {
     /// What a callback run on an inline Deferred produced, as the next
     /// Deferred of the chain (created at `at`, like the shared state it
     /// stands for).
+    #[inline]
     fn after_callback<U: Send + 'static>(
         outcome: std::thread::Result<Outcome<U>>,
         at: &'static Location<'static>,
@@ -599,6 +601,7 @@ impl<T: Send + 'static> Deferred<T> {
     /// r.callback(3).unwrap();
     /// assert_eq!(d.try_take().unwrap().unwrap(), 3);
     /// ```
+    #[inline]
     pub fn try_take(&self) -> Option<Result<T, Failure>> {
         match &self.repr {
             Repr::Shared { core, taken } => {
@@ -665,6 +668,7 @@ impl<T: Send + 'static> Future for Deferred<T> {
 }
 
 impl<T> Drop for Deferred<T> {
+    #[inline]
     fn drop(&mut self) {
         match &mut self.repr {
             Repr::Shared { core, taken } => {

@@ -75,10 +75,12 @@ impl<T> Ready<T> {
         self.slot.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    #[inline]
     pub(crate) fn get_mut(&mut self) -> &mut Slot<T> {
         self.slot.get_mut().unwrap_or_else(|e| e.into_inner())
     }
 
+    #[inline]
     fn into_slot(self) -> Slot<T> {
         self.slot.into_inner().unwrap_or_else(|e| e.into_inner())
     }
@@ -123,6 +125,7 @@ impl<T> Ready<T> {
 impl<T: Send + 'static> Ready<T> {
     /// The result for a callback to run on now, or (paused, promoted) the
     /// shared state to go on with.
+    #[inline]
     pub(crate) fn into_input(self) -> Result<(Res<T>, &'static Location<'static>), Arc<dyn Core>> {
         let at = self.at;
         match self.into_slot() {
