@@ -59,6 +59,7 @@ pub(crate) fn taken_err<T>() -> Res<T> {
 }
 
 impl<T> Ready<T> {
+    #[inline]
     pub(crate) fn new(result: Res<T>, at: &'static Location<'static>) -> Self {
         Ready {
             slot: Mutex::new(Slot::Fired {
@@ -71,6 +72,7 @@ impl<T> Ready<T> {
 
     /// No user code runs under this lock, so it cannot be poisoned by a
     /// user panic; recover anyway rather than panic.
+    #[inline]
     pub(crate) fn lock(&self) -> MutexGuard<'_, Slot<T>> {
         self.slot.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -87,6 +89,7 @@ impl<T> Ready<T> {
 
     /// Runs `fired` on the inline result and pause count, or `shared` on the
     /// promoted shared state (with the slot's lock released).
+    #[inline]
     pub(crate) fn with<R>(
         &self,
         fired: impl FnOnce(&mut Option<Res<T>>, &mut u32) -> R,
@@ -106,6 +109,7 @@ impl<T> Ready<T> {
     /// Reports a failure nobody consumed, as `release_consumer` does for the
     /// shared state (even a paused one: nobody can unpause it any more).
     /// Returns the promoted shared state, if any, for the caller to release.
+    #[inline]
     pub(crate) fn release(&mut self) -> Option<Arc<dyn Core>> {
         let at = self.at;
         match self.get_mut() {
