@@ -137,9 +137,10 @@ impl<U: Send + 'static> IntoOutcome for Deferred<U> {
 ///   The shared state is made only when it is needed: when the Deferred is
 ///   paused and then awaited or given callbacks, when a callback returns a
 ///   Deferred that has not finished, or for a
-///   [`cancel_handle`](Self::cancel_handle). Behaviour is the same either way;
-///   the handle is larger (it holds the value: 24 bytes plus the size of a
-///   `Result<T, Failure>`, rounded up).
+///   [`cancel_handle`](Self::cancel_handle). Behaviour is the same either way.
+///   The price is a larger handle, since it can hold the result: 56 bytes
+///   for a `Deferred<u64>` (a pointer-sized `T`), about 32 bytes plus
+///   `Result<T, Failure>` in general.
 #[must_use = "a Deferred's result (and any failure in it) is lost if it is dropped; \
               await it, add callbacks, or keep it"]
 pub struct Deferred<T> {
@@ -710,9 +711,7 @@ impl<T> fmt::Debug for Deferred<T> {
                         let mut d = f.debug_struct("Deferred");
                         match &result {
                             ResultState::Ok => d.field("state", &"fired"),
-                            ResultState::Err(e) => {
-                                d.field("state", &"failed").field("failure", e)
-                            }
+                            ResultState::Err(e) => d.field("state", &"failed").field("failure", e),
                             ResultState::Empty => d.field("state", &"result taken"),
                         };
                         d.field("callbacks", &0usize);

@@ -33,10 +33,7 @@ use crate::state::{Core, Inner, Res, take_from};
 /// What an inline Deferred holds.
 pub(crate) enum Slot<T> {
     /// The result at rest (`None` once taken) and the pause count.
-    Fired {
-        result: Option<Res<T>>,
-        paused: u32,
-    },
+    Fired { result: Option<Res<T>>, paused: u32 },
     /// A shared state was made for a [`CancelHandle`](crate::CancelHandle):
     /// everything now goes there.
     Promoted(Arc<dyn Core>),
@@ -176,7 +173,10 @@ fn materialize<T: Send + 'static>(slot: Slot<T>, at: &'static Location<'static>)
             // rest as "taken" (not armed, nothing to report).
             let core: Arc<dyn Core> = Inner::<T>::new_fired(taken_err(), at);
             let _ = core.poll_take(None, &mut |src| drop(take_from::<T>(src)));
-            debug_assert!(matches!(core.snapshot().result, crate::state::ResultState::Empty));
+            debug_assert!(matches!(
+                core.snapshot().result,
+                crate::state::ResultState::Empty
+            ));
             core
         }
     };

@@ -173,7 +173,10 @@ fn chain_deferred_from_a_fired_deferred_fires_the_target_or_fails_if_it_fired() 
 #[test]
 fn debug_of_a_fired_deferred_says_what_it_holds() {
     let d = succeed(1u8);
-    assert_eq!(format!("{d:?}"), r#"Deferred { state: "fired", callbacks: 0 }"#);
+    assert_eq!(
+        format!("{d:?}"),
+        r#"Deferred { state: "fired", callbacks: 0 }"#
+    );
     d.pause();
     assert_eq!(
         format!("{d:?}"),
@@ -310,7 +313,9 @@ fn fired(inline: bool, r: Result<i64, i64>) -> Deferred<i64> {
         (true, Err(k)) => fail(Boom(k)),
         (false, _) => {
             let (d, resolver) = Deferred::<i64>::new();
-            resolver.resolve(r.map_err(|k| Failure::new(Boom(k)))).unwrap();
+            resolver
+                .resolve(r.map_err(|k| Failure::new(Boom(k))))
+                .unwrap();
             d
         }
     }
@@ -408,12 +413,10 @@ fn run(inline: bool, start: Result<i64, i64>, plan: &[Op]) -> Vec<String> {
                                 d
                             })
                         }
-                        Returns::Panic => {
-                            cur.add_callback(move |v| -> Result<i64, Failure> {
-                                note(format!("got {v}"));
-                                panic!("panic {v}")
-                            })
-                        }
+                        Returns::Panic => cur.add_callback(move |v| -> Result<i64, Failure> {
+                            note(format!("got {v}"));
+                            panic!("panic {v}")
+                        }),
                     });
                 }
                 Op::ChainDeferred(fresh) => {
@@ -452,7 +455,10 @@ fn run(inline: bool, start: Result<i64, i64>, plan: &[Op]) -> Vec<String> {
     });
     let mut out = trace.lock().unwrap().clone();
     let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
-    for line in text.lines().filter(|l| l.contains("tokio_deferred::unhandled")) {
+    for line in text
+        .lines()
+        .filter(|l| l.contains("tokio_deferred::unhandled"))
+    {
         // The sites differ (succeed vs new + fire); the failure must not.
         let msg = line
             .split("Unhandled error in Deferred: ")

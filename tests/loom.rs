@@ -237,13 +237,15 @@ fn concurrent_takes_of_an_inline_deferred_get_the_value_once() {
         let theirs = t.join().unwrap();
         let values = [mine, theirs]
             .into_iter()
-            .map(|r| match r.expect("a fired, unpaused Deferred has a result") {
-                Ok(v) => Some(v),
-                Err(f) => {
-                    assert!(f.is::<ResultTakenError>(), "{f:?}");
-                    None
-                }
-            })
+            .map(
+                |r| match r.expect("a fired, unpaused Deferred has a result") {
+                    Ok(v) => Some(v),
+                    Err(f) => {
+                        assert!(f.is::<ResultTakenError>(), "{f:?}");
+                        None
+                    }
+                },
+            )
             .filter(Option::is_some)
             .count();
         assert_eq!(values, 1);
