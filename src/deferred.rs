@@ -23,14 +23,15 @@
 
 use std::fmt;
 use std::future::Future;
-use std::marker::PhantomData;
-use std::panic::Location;
+use std::mem;
+use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 
 use crate::Failure;
+use crate::inline::{Ready, Slot, taken_err};
 use crate::resolver::Resolver;
 use crate::state::{
     CallbackLink, Canceller, ChainLink, Core, Inner, Node, Outcome, Res, ResultState, cancel_core,
@@ -54,6 +55,10 @@ pub trait IntoOutcome: private::Sealed {
     /// Converts into the internal outcome.
     #[doc(hidden)]
     fn into_outcome(self) -> Outcome<Self::Output>;
+    /// Converts into a Deferred: a result becomes an already-fired one
+    /// created at `at`; a Deferred is returned as is.
+    #[doc(hidden)]
+    fn into_deferred(self, at: &'static Location<'static>) -> Deferred<Self::Output>;
 }
 
 impl<U: Send + 'static> private::Sealed for Result<U, Failure> {}
@@ -62,13 +67,28 @@ impl<U: Send + 'static> IntoOutcome for Result<U, Failure> {
     fn into_outcome(self) -> Outcome<U> {
         Outcome::Ready(self)
     }
+    fn into_deferred(self, at: &'static Location<'static>) -> Deferred<U> {
+        Deferred::ready(self, at)
+    }
 }
 
 impl<U: Send + 'static> private::Sealed for Deferred<U> {}
 impl<U: Send + 'static> IntoOutcome for Deferred<U> {
     type Output = U;
-    fn into_outcome(self) -> Outcome<U> {
+    /// An inline, unpaused Deferred has its final result: the chain takes it
+    /// at once, exactly as it steals the result of a returned shared Deferred
+    /// that has finished (Twisted takes an already-fired Deferred's result).
+    /// Anything else is waited on.
+    fn into_outcome(mut self) -> Outcome<U> {
+        if let Repr::Ready(ready) = &mut self.repr {
+            if let Slot::Fired { result, paused: 0 } = ready.get_mut() {
+                return Outcome::Ready(result.take().unwrap_or_else(taken_err));
+            }
+        }
         Outcome::Chain(self)
+    }
+    fn into_deferred(self, _at: &'static Location<'static>) -> Deferred<U> {
+        self
     }
 }
 
@@ -108,29 +128,135 @@ impl<U: Send + 'static> IntoOutcome for Deferred<U> {
 ///   nobody can add callbacks to it afterwards (Twisted's #6171).
 /// * An unbalanced [`unpause`](Self::unpause) is harmless (Twisted #12726).
 /// * A canceller that panics still leaves the Deferred failed (#9534).
+/// * An already-fired Deferred costs no allocation: [`succeed`](crate::succeed),
+///   [`fail`](crate::fail), [`maybe_deferred`](crate::maybe_deferred),
+///   [`execute`](crate::execute) and [`ensure_deferred`](crate::ensure_deferred)
+///   of a future that never suspends hold the result in the handle itself,
+///   and a callback added to such a Deferred runs at once and gives another
+///   one (`succeed(1).add_callback(..).add_callback(..)` allocates nothing).
+///   The shared state is made only when it is needed: when the Deferred is
+///   paused and then awaited or given callbacks, when a callback returns a
+///   Deferred that has not finished, or for a
+///   [`cancel_handle`](Self::cancel_handle). Behaviour is the same either way.
+///   The price is a larger handle, since it can hold the result: 56 bytes
+///   for a `Deferred<u64>` (a pointer-sized `T`), about 32 bytes plus
+///   `Result<T, Failure>` in general.
 #[must_use = "a Deferred's result (and any failure in it) is lost if it is dropped; \
               await it, add callbacks, or keep it"]
 pub struct Deferred<T> {
-    core: Option<Arc<dyn Core>>,
-    /// This handle took the final result: nothing is left to report on drop,
-    /// so `Drop` skips the state's lock.
-    taken: AtomicBool,
-    _marker: PhantomData<fn() -> T>,
+    repr: Repr<T>,
 }
+
+/// The two forms of a Deferred handle (see `src/inline.rs`).
+enum Repr<T> {
+    /// A handle on the shared state.
+    Shared {
+        core: Arc<dyn Core>,
+        /// This handle took the final result: nothing is left to report on
+        /// drop, so `Drop` skips the state's lock.
+        taken: AtomicBool,
+    },
+    /// Already fired, the result held here: no allocation.
+    Ready(Ready<T>),
+    /// Moved out (only while a consuming method runs).
+    Gone,
+}
+
+/// The value is never pinned: a `Deferred` only moves results in and out.
+impl<T> Unpin for Deferred<T> {}
 
 impl<T: Send + 'static> Deferred<T> {
     pub(crate) fn from_core(core: Arc<dyn Core>) -> Self {
         Deferred {
-            core: Some(core),
-            taken: AtomicBool::new(false),
-            _marker: PhantomData,
+            repr: Repr::Shared {
+                core,
+                taken: AtomicBool::new(false),
+            },
+        }
+    }
+
+    /// An already-fired Deferred created (and fired) at `at`: inline, or
+    /// with debugging on (backtraces), the shared state as before.
+    pub(crate) fn ready(result: Res<T>, at: &'static Location<'static>) -> Self {
+        if crate::debug::is_debugging() {
+            return Deferred::from_core(Inner::new_fired(result, at));
+        }
+        Deferred::inline(result, at)
+    }
+
+    fn inline(result: Res<T>, at: &'static Location<'static>) -> Self {
+        Deferred {
+            repr: Repr::Ready(Ready::new(result, at)),
         }
     }
 
     /// Takes the shared state out without running `Drop` (the chain that
-    /// takes it over becomes the consumer of the result).
+    /// takes it over becomes the consumer of the result); an inline
+    /// Deferred makes it.
     pub(crate) fn into_core(mut self) -> Option<Arc<dyn Core>> {
-        self.core.take()
+        match mem::replace(&mut self.repr, Repr::Gone) {
+            Repr::Shared { core, .. } => Some(core),
+            Repr::Ready(ready) => Some(ready.into_core()),
+            Repr::Gone => None,
+        }
+    }
+
+    /// The shared state to go on with, or the input of a callback to run now
+    /// (an inline, unpaused Deferred), or `None` if it is gone.
+    #[inline]
+    fn into_core_or_input(
+        mut self,
+    ) -> Option<Result<Arc<dyn Core>, (Res<T>, &'static Location<'static>)>> {
+        match mem::replace(&mut self.repr, Repr::Gone) {
+            Repr::Shared { core, .. } => Some(Ok(core)),
+            Repr::Ready(ready) => Some(match ready.into_input() {
+                Ok(input) => Err(input),
+                Err(core) => Ok(core),
+            }),
+            Repr::Gone => None,
+        }
+    }
+
+    /// What a callback run on an inline Deferred produced, as the next
+    /// Deferred of the chain (created at `at`, like the shared state it
+    /// stands for).
+    #[inline]
+    fn after_callback<U: Send + 'static>(
+        outcome: std::thread::Result<Outcome<U>>,
+        at: &'static Location<'static>,
+    ) -> Deferred<U> {
+        match outcome {
+            Ok(Outcome::Ready(r)) => Deferred::inline(r, at),
+            Ok(Outcome::Chain(d)) => {
+                // Not finished (else `into_outcome` took its result): the
+                // chain waits on it, so it needs the shared state. The
+                // callback already ran; a link that returns `d` stands in for
+                // it, and the runner chains exactly as it would have.
+                let core: Arc<dyn Core> = Inner::<()>::new_fired_untraced(Ok(()), at);
+                if core.add_link(Node::boxed(CallbackLink::new(move |_: Res<()>| {
+                    Outcome::Chain(d)
+                }))) {
+                    run_chain(core.clone());
+                }
+                Deferred::from_core(core)
+            }
+            Err(payload) => Deferred::inline(Err(Failure::from_panic(payload)), at),
+        }
+    }
+
+    /// Runs `fired` on an inline Deferred's result and pause count, or
+    /// `shared` on the shared state; `gone` when there is neither.
+    fn with<R>(
+        &self,
+        fired: impl FnOnce(&mut Option<Res<T>>, &mut u32) -> R,
+        shared: impl FnOnce(&Arc<dyn Core>) -> R,
+        gone: R,
+    ) -> R {
+        match &self.repr {
+            Repr::Shared { core, .. } => shared(core),
+            Repr::Ready(ready) => ready.with(fired, shared),
+            Repr::Gone => gone,
+        }
     }
 
     /// A new unfired Deferred and the [`Resolver`] that fires it.
@@ -184,13 +310,20 @@ impl<T: Send + 'static> Deferred<T> {
         (Deferred::from_core(inner.clone()), Resolver { inner })
     }
 
-    fn push<U, G>(mut self, g: G) -> Deferred<U>
+    fn push<U, G>(self, g: G) -> Deferred<U>
     where
         U: Send + 'static,
         G: FnOnce(Res<T>) -> Outcome<U> + Send + 'static,
     {
-        let Some(core) = self.core.take() else {
-            return crate::fail(crate::error::ResultTakenError {});
+        let core = match self.into_core_or_input() {
+            Some(Ok(core)) => core,
+            Some(Err((input, at))) => {
+                // Already fired and not paused: run it now, as the runner
+                // would (panics become failures), and stay inline.
+                let outcome = catch_unwind(AssertUnwindSafe(move || g(input)));
+                return Self::after_callback(outcome, at);
+            }
+            None => return crate::fail(crate::error::ResultTakenError {}),
         };
         if core.add_link(Node::boxed(CallbackLink::new(g))) {
             run_chain(core.clone());
@@ -311,10 +444,28 @@ impl<T: Send + 'static> Deferred<T> {
     /// assert!(rest.try_take().unwrap().is_ok());
     /// ```
     #[track_caller]
-    pub fn chain_deferred(mut self, target: Resolver<T>) -> Deferred<()> {
+    pub fn chain_deferred(self, target: Resolver<T>) -> Deferred<()> {
         let at = Location::caller();
-        let Some(core) = self.core.take() else {
-            return crate::fail(crate::error::ResultTakenError {});
+        let core = match self.into_core_or_input() {
+            Some(Ok(core)) => core,
+            Some(Err((input, created))) => {
+                // What `ChainLink::run` does, then what the runner does with
+                // `Step::Fed`: fire the target, drop the resolver, run the
+                // target's chain.
+                let output = match target.inner.try_fire(input, |r| r, at, true) {
+                    Ok(run) => {
+                        let inner = target.inner.clone();
+                        drop(target);
+                        if run {
+                            run_chain(inner);
+                        }
+                        Ok(())
+                    }
+                    Err(e) => Err(Failure::new(e.without_value())),
+                };
+                return Deferred::inline(output, created);
+            }
+            None => return crate::fail(crate::error::ResultTakenError {}),
         };
         if core.add_link(Node::boxed(ChainLink::new(target, at))) {
             run_chain(core.clone());
@@ -329,9 +480,11 @@ impl<T: Send + 'static> Deferred<T> {
     /// callbacks does not stop the callbacks already queued behind it in the
     /// current run; callbacks added afterwards wait.
     pub fn pause(&self) {
-        if let Some(core) = &self.core {
-            core.pause();
-        }
+        self.with(
+            |_, paused| *paused = paused.saturating_add(1),
+            |core| core.pause(),
+            (),
+        );
     }
 
     /// Undoes one [`pause`](Self::pause); at zero, runs the callbacks that
@@ -352,11 +505,15 @@ impl<T: Send + 'static> Deferred<T> {
     /// assert_eq!(*seen.lock().unwrap(), [1]);
     /// ```
     pub fn unpause(&self) {
-        if let Some(core) = &self.core {
-            if core.unpause() {
-                run_chain(core.clone());
-            }
-        }
+        self.with(
+            |_, paused| *paused = paused.saturating_sub(1),
+            |core| {
+                if core.unpause() {
+                    run_chain(core.clone());
+                }
+            },
+            (),
+        );
     }
 
     /// Cancels the Deferred, exactly as Twisted's `cancel()`:
@@ -371,17 +528,23 @@ impl<T: Send + 'static> Deferred<T> {
     ///
     /// Never panics, and may be called any number of times.
     pub fn cancel(&self) {
-        if let Some(core) = &self.core {
-            cancel_core(core.clone());
-        }
+        // Already fired and not waiting: a no-op when inline.
+        self.with(|_, _| (), |core| cancel_core(core.clone()), ());
     }
 
     /// A handle that can cancel this Deferred from elsewhere (another task,
     /// a timer) without owning it. It does not keep the Deferred alive.
+    ///
+    /// The handle must reach whatever the chain becomes later (a callback
+    /// may return a Deferred to wait on), so an already-fired Deferred that
+    /// held its result inline makes its shared state here.
     pub fn cancel_handle(&self) -> CancelHandle {
-        CancelHandle {
-            core: self.core.as_ref().map(Arc::downgrade),
-        }
+        let core = match &self.repr {
+            Repr::Shared { core, .. } => Some(Arc::downgrade(core)),
+            Repr::Ready(ready) => Some(Arc::downgrade(&ready.promote())),
+            Repr::Gone => None,
+        };
+        CancelHandle { core }
     }
 
     /// Wraps the Deferred in a future that cancels it when dropped before
@@ -410,17 +573,17 @@ impl<T: Send + 'static> Deferred<T> {
 
     /// Whether the Deferred has been fired (Twisted's `d.called`).
     pub fn is_called(&self) -> bool {
-        self.core.as_ref().is_some_and(|c| c.snapshot().called)
+        self.with(|_, _| true, |c| c.snapshot().called, false)
     }
 
     /// Whether the Deferred is paused by [`pause`](Self::pause).
     pub fn is_paused(&self) -> bool {
-        self.core.as_ref().is_some_and(|c| c.snapshot().paused > 0)
+        self.with(|_, paused| *paused > 0, |c| c.snapshot().paused > 0, false)
     }
 
     /// Whether the chain is waiting on a Deferred returned by a callback.
     pub fn is_waiting(&self) -> bool {
-        self.core.as_ref().is_some_and(|c| c.snapshot().waiting)
+        self.with(|_, _| false, |c| c.snapshot().waiting, false)
     }
 
     /// Takes the result if the chain has finished, without waiting (like
@@ -439,23 +602,35 @@ impl<T: Send + 'static> Deferred<T> {
     /// r.callback(3).unwrap();
     /// assert_eq!(d.try_take().unwrap().unwrap(), 3);
     /// ```
+    #[inline]
     pub fn try_take(&self) -> Option<Result<T, Failure>> {
-        let core = self.core.as_ref()?;
+        match &self.repr {
+            Repr::Shared { core, taken } => {
+                let r = Self::take_shared(core);
+                if r.is_some() {
+                    taken.store(true, Ordering::Relaxed);
+                }
+                r
+            }
+            Repr::Ready(ready) => ready.with(
+                |result, paused| (*paused == 0).then(|| result.take().unwrap_or_else(taken_err)),
+                Self::take_shared,
+            ),
+            Repr::Gone => None,
+        }
+    }
+
+    fn take_shared(core: &Arc<dyn Core>) -> Option<Result<T, Failure>> {
+        // Typed fast path: a Deferred<T> over an Inner<T> (no erased sink).
         if let Some(inner) = core.as_any().downcast_ref::<Inner<T>>() {
             return match inner.poll_typed(None) {
-                Poll::Ready(r) => {
-                    self.taken.store(true, Ordering::Relaxed);
-                    Some(r)
-                }
+                Poll::Ready(r) => Some(r),
                 Poll::Pending => None,
             };
         }
         let mut slot = None;
         match core.poll_take(None, &mut |src| slot = Some(take_from::<T>(src))) {
-            Poll::Ready(()) => {
-                self.taken.store(true, Ordering::Relaxed);
-                slot
-            }
+            Poll::Ready(()) => slot,
             Poll::Pending => None,
         }
     }
@@ -465,13 +640,27 @@ impl<T: Send + 'static> Future for Deferred<T> {
     type Output = Result<T, Failure>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let Some(core) = self.core.as_ref() else {
+        let this = self.get_mut();
+        if let Repr::Ready(ready) = &mut this.repr {
+            if let Slot::Fired { result, paused: 0 } = ready.get_mut() {
+                return Poll::Ready(result.take().unwrap_or_else(taken_err));
+            }
+            // Paused (the waker must be where `unpause` will find it) or
+            // promoted: go on with the shared state from now on.
+            if let Repr::Ready(ready) = mem::replace(&mut this.repr, Repr::Gone) {
+                this.repr = Repr::Shared {
+                    core: ready.into_core(),
+                    taken: AtomicBool::new(false),
+                };
+            }
+        }
+        let Repr::Shared { core, taken } = &this.repr else {
             return Poll::Ready(Err(Failure::new(crate::error::ResultTakenError {})));
         };
         if let Some(inner) = core.as_any().downcast_ref::<Inner<T>>() {
             return match inner.poll_typed(Some(cx.waker())) {
                 Poll::Ready(r) => {
-                    self.taken.store(true, Ordering::Relaxed);
+                    taken.store(true, Ordering::Relaxed);
                     Poll::Ready(r)
                 }
                 Poll::Pending => {
@@ -485,7 +674,7 @@ impl<T: Send + 'static> Future for Deferred<T> {
             slot = Some(take_from::<T>(src))
         }) {
             Poll::Ready(()) => {
-                self.taken.store(true, Ordering::Relaxed);
+                taken.store(true, Ordering::Relaxed);
                 Poll::Ready(
                     slot.unwrap_or_else(|| Err(Failure::new(crate::error::ResultTakenError {}))),
                 )
@@ -499,19 +688,60 @@ impl<T: Send + 'static> Future for Deferred<T> {
 }
 
 impl<T> Drop for Deferred<T> {
+    #[inline]
     fn drop(&mut self) {
-        if let Some(core) = self.core.take() {
-            if !*self.taken.get_mut() {
-                core.release_consumer();
+        match &mut self.repr {
+            Repr::Shared { core, taken } => {
+                if !*taken.get_mut() {
+                    core.release_consumer();
+                }
             }
+            Repr::Ready(ready) => {
+                if let Some(core) = ready.release() {
+                    core.release_consumer();
+                }
+            }
+            Repr::Gone => {}
         }
     }
 }
 
 impl<T> fmt::Debug for Deferred<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Some(core) = &self.core else {
-            return f.write_str("Deferred { state: \"consumed\" }");
+        let core = match &self.repr {
+            Repr::Shared { core, .. } => core.clone(),
+            Repr::Ready(ready) => {
+                let slot = ready.lock();
+                let (result, paused) = match &*slot {
+                    Slot::Promoted(core) => (Err(core.clone()), 0),
+                    Slot::Fired { result, paused } => (
+                        Ok(match result {
+                            Some(Ok(_)) => ResultState::Ok,
+                            Some(Err(e)) => ResultState::Err(e.clone()),
+                            None => ResultState::Empty,
+                        }),
+                        *paused,
+                    ),
+                };
+                drop(slot);
+                match result {
+                    Err(core) => core,
+                    Ok(result) => {
+                        let mut d = f.debug_struct("Deferred");
+                        match &result {
+                            ResultState::Ok => d.field("state", &"fired"),
+                            ResultState::Err(e) => d.field("state", &"failed").field("failure", e),
+                            ResultState::Empty => d.field("state", &"result taken"),
+                        };
+                        d.field("callbacks", &0usize);
+                        if paused > 0 {
+                            d.field("paused", &paused);
+                        }
+                        return d.finish();
+                    }
+                }
+            }
+            Repr::Gone => return f.write_str("Deferred { state: \"consumed\" }"),
         };
         let s = core.snapshot();
         let mut d = f.debug_struct("Deferred");
@@ -596,7 +826,16 @@ impl<T: Send + 'static> Future for CancelOnDrop<T> {
 
 impl<T> Drop for CancelOnDrop<T> {
     fn drop(&mut self) {
-        if let Some(core) = self.deferred.as_ref().and_then(|d| d.core.clone()) {
+        // An inline Deferred has fired: cancelling it is a no-op.
+        let core = self.deferred.as_ref().and_then(|d| match &d.repr {
+            Repr::Shared { core, .. } => Some(core.clone()),
+            Repr::Ready(ready) => match &*ready.lock() {
+                Slot::Promoted(core) => Some(core.clone()),
+                Slot::Fired { .. } => None,
+            },
+            Repr::Gone => None,
+        });
+        if let Some(core) = core {
             cancel_core(core);
         }
     }

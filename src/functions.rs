@@ -18,10 +18,12 @@
 use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 
 use crate::deferred::IntoOutcome;
-use crate::state::{Inner, Outcome};
 use crate::{Deferred, Failure};
 
 /// A Deferred that has already succeeded with `value` (Twisted's `succeed`).
+///
+/// It holds `value` in the handle: no allocation (see
+/// [`Deferred`](crate::Deferred#what-rust-does-better-than-twisted-here)).
 ///
 /// ```
 /// let d = tokio_deferred::succeed("ok");
@@ -30,7 +32,7 @@ use crate::{Deferred, Failure};
 /// ```
 #[track_caller]
 pub fn succeed<T: Send + 'static>(value: T) -> Deferred<T> {
-    Deferred::from_core(Inner::new_fired(Ok(value), Location::caller()))
+    Deferred::ready(Ok(value), Location::caller())
 }
 
 /// A Deferred that has already failed (Twisted's `fail`).
@@ -42,10 +44,7 @@ pub fn succeed<T: Send + 'static>(value: T) -> Deferred<T> {
 /// ```
 #[track_caller]
 pub fn fail<T: Send + 'static>(failure: impl Into<Failure>) -> Deferred<T> {
-    Deferred::from_core(Inner::<T>::new_fired(
-        Err(failure.into()),
-        Location::caller(),
-    ))
+    Deferred::ready(Err(failure.into()), Location::caller())
 }
 
 /// Calls `f` and wraps what it returns in a Deferred (Twisted's
@@ -71,14 +70,8 @@ where
 {
     let at = Location::caller();
     match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(r) => match r.into_outcome() {
-            Outcome::Ready(r) => Deferred::from_core(Inner::new_fired(r, at)),
-            Outcome::Chain(d) => d,
-        },
-        Err(payload) => Deferred::from_core(Inner::<R::Output>::new_fired(
-            Err(Failure::from_panic(payload)),
-            at,
-        )),
+        Ok(r) => r.into_deferred(at),
+        Err(payload) => Deferred::ready(Err(Failure::from_panic(payload)), at),
     }
 }
 
@@ -101,7 +94,7 @@ where
         Ok(r) => r.map_err(Into::into),
         Err(payload) => Err(Failure::from_panic(payload)),
     };
-    Deferred::from_core(Inner::new_fired(r, at))
+    Deferred::ready(r, at)
 }
 
 /// A callback that passes its value on unchanged (Twisted's `passthru`).

@@ -45,7 +45,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 
 use crate::error::NoRuntimeError;
-use crate::state::{Canceller, CooperativeCancel, Core, Inner, cancel_core};
+use crate::state::{Canceller, CooperativeCancel, Core, cancel_core};
 use crate::{Deferred, Failure};
 
 thread_local! {
@@ -186,8 +186,8 @@ where
     let mut cx = Context::from_waker(Waker::noop());
     if let Poll::Ready(out) = driven.as_mut().poll(&mut cx) {
         // Finished inline: an already-fired Deferred, like `succeed`/`fail`
-        // (nobody can hold it yet, so it needs no canceller).
-        return Deferred::from_core(Inner::new_fired(flatten(out), at));
+        // (nobody can hold it yet, so it needs no canceller), held inline.
+        return Deferred::ready(flatten(out), at);
     }
     let driver = driven
         .as_mut()

@@ -93,6 +93,7 @@ mod failure;
 mod fslock;
 mod functions;
 pub mod future;
+mod inline;
 mod inline_callbacks;
 mod later;
 pub mod list;

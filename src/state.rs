@@ -689,8 +689,8 @@ impl<T: Send + 'static> Inner<T> {
         flags: u8,
         resolvers: u32,
         created: &'static Location<'static>,
+        traced: bool,
     ) -> Arc<Self> {
-        let traced = debug::is_debugging();
         let inner = Arc::new(Inner {
             state: Mutex::new(State {
                 inbox: None,
@@ -719,7 +719,13 @@ impl<T: Send + 'static> Inner<T> {
             Canceller::Once(f) => Some(f),
             Canceller::Cooperative(c) => Some(Box::new(Cooperative(c))),
         };
-        Self::build(Rest::Unfired(canceller), 0, 1, created)
+        Self::build(
+            Rest::Unfired(canceller),
+            0,
+            1,
+            created,
+            debug::is_debugging(),
+        )
     }
 
     /// A Deferred that already has `result` (Twisted's `succeed`/`fail`).
@@ -729,7 +735,28 @@ impl<T: Send + 'static> Inner<T> {
         } else {
             CALLED
         };
-        Self::build(Rest::Source(result), flags, 0, created)
+        Self::build(
+            Rest::Source(result),
+            flags,
+            0,
+            created,
+            debug::is_debugging(),
+        )
+    }
+
+    /// `new_fired` for an inline ready Deferred created while debugging was
+    /// off, moving to a shared state later: no debug record, whatever
+    /// `is_debugging` says now (as the shared state would have been).
+    pub(crate) fn new_fired_untraced(
+        result: Res<T>,
+        created: &'static Location<'static>,
+    ) -> Arc<Self> {
+        let flags = if result.is_err() {
+            CALLED | ARMED
+        } else {
+            CALLED
+        };
+        Self::build(Rest::Source(result), flags, 0, created, false)
     }
 
     /// The key of this state in the debug side table.

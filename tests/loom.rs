@@ -224,3 +224,58 @@ fn concurrent_cancels_run_the_canceller_once_and_swallow_nothing() {
         assert!(d.try_take().unwrap().unwrap_err().is::<CancelledError>());
     });
 }
+
+// An already-fired Deferred holds its result inline, behind a small mutex
+// (`src/inline.rs`): concurrent takes get it exactly once.
+#[test]
+fn concurrent_takes_of_an_inline_deferred_get_the_value_once() {
+    model(|| {
+        let d = Arc::new(succeed(1u8));
+        let d2 = d.clone();
+        let t = thread::spawn(move || d2.try_take());
+        let mine = d.try_take();
+        let theirs = t.join().unwrap();
+        let values = [mine, theirs]
+            .into_iter()
+            .map(
+                |r| match r.expect("a fired, unpaused Deferred has a result") {
+                    Ok(v) => Some(v),
+                    Err(f) => {
+                        assert!(f.is::<ResultTakenError>(), "{f:?}");
+                        None
+                    }
+                },
+            )
+            .filter(Option::is_some)
+            .count();
+        assert_eq!(values, 1);
+    });
+}
+
+// Making a cancel handle moves the inline result into a shared state while
+// another thread may be taking it or pausing: the value is taken once.
+#[test]
+fn promoting_an_inline_deferred_races_take_and_pause() {
+    model(|| {
+        let d = Arc::new(succeed(1u8));
+        let d2 = d.clone();
+        let t = thread::spawn(move || {
+            d2.pause();
+            let r = d2.try_take();
+            assert!(r.is_none(), "paused: no result");
+            d2.unpause();
+            d2.try_take()
+        });
+        let h = d.cancel_handle();
+        h.cancel();
+        let mine = d.try_take();
+        let theirs = t.join().unwrap();
+        let last = d.try_take();
+        let got: Vec<u8> = [mine, theirs, last]
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .collect();
+        assert_eq!(got, [1]);
+    });
+}
