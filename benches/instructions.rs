@@ -32,6 +32,18 @@ fn run(workload: &str, n: u64) {
             r.callback(0).unwrap();
             black_box(d.try_take());
         }
+        // new + 100 add_callback + fire + take (criterion's chain_100).
+        "chain_100" => {
+            for _ in 0..n {
+                let (d, r) = Deferred::<u64>::new();
+                let mut d = d;
+                for k in 0..100u64 {
+                    d = d.add_callback(move |v: u64| Ok::<_, Failure>(v + k));
+                }
+                r.callback(black_box(0)).unwrap();
+                black_box(d.try_take());
+            }
+        }
         "ensure_ready" => {
             for _ in 0..n {
                 black_box(ensure_deferred(async { Ok::<_, Failure>(1u64) }).try_take());
