@@ -36,7 +36,7 @@
 //! `cancel()` issued before the runtime has resumed it reaches the same
 //! (already cancelled) Deferred and does nothing more.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 use std::pin::Pin;
@@ -49,10 +49,17 @@ use crate::state::{Canceller, CooperativeCancel, Core, cancel_core};
 use crate::{Deferred, Failure};
 
 thread_local! {
-    /// While a driven future is being polled on this thread: `Some`, holding
-    /// its driver, which is allocated lazily by the first `note_awaiting`
-    /// (a future that never awaits a Deferred needs none).
-    static CURRENT: RefCell<Option<Option<Arc<Driver>>>> = const { RefCell::new(None) };
+    /// How many driven futures are being polled on this thread (nested).
+    static DEPTH: Cell<u32> = const { Cell::new(0) };
+    /// Where the innermost driven future's entries start in `NOTED`.
+    static MARK: Cell<usize> = const { Cell::new(0) };
+    /// The length of `NOTED`, readable without touching it (these three
+    /// cells have no destructor, so the poll of a future that awaits no
+    /// Deferred costs a few plain loads and stores).
+    static LEN: Cell<usize> = const { Cell::new(0) };
+    /// The Deferreds awaited during the current polls, innermost last; each
+    /// driven future moves its own into its driver when its poll returns.
+    static NOTED: RefCell<Vec<Weak<dyn Core>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Shared between a future's task and its Deferred's canceller.
@@ -90,14 +97,17 @@ impl CooperativeCancel for Driver {
 /// Called by `Deferred::poll` when it returns `Pending`: records the
 /// Deferred as awaited by the future being driven on this thread, if any.
 pub(crate) fn note_awaiting(core: &Arc<dyn Core>) {
-    let _ = CURRENT.try_with(|current| {
-        if let Some(slot) = &mut *current.borrow_mut() {
-            let driver = slot.get_or_insert_with(Default::default);
-            let mut awaiting = driver.awaiting.lock().unwrap_or_else(|e| e.into_inner());
-            let ptr = Arc::as_ptr(core);
-            if !awaiting.iter().any(|w| std::ptr::addr_eq(w.as_ptr(), ptr)) {
-                awaiting.push(Arc::downgrade(core));
-            }
+    if DEPTH.get() == 0 {
+        return;
+    }
+    let mark = MARK.get();
+    let _ = NOTED.try_with(|noted| {
+        let mut noted = noted.borrow_mut();
+        let ptr = Arc::as_ptr(core);
+        let mine = noted.get(mark..).unwrap_or_default();
+        if !mine.iter().any(|w| std::ptr::addr_eq(w.as_ptr(), ptr)) {
+            noted.push(Arc::downgrade(core));
+            LEN.set(noted.len());
         }
     });
 }
@@ -124,11 +134,23 @@ impl<F: Future> Future for Driven<F> {
                 .unwrap_or_else(|e| e.into_inner())
                 .clear();
         }
-        let previous = CURRENT.with(|c| c.replace(Some(this.driver.clone())));
+        let mark = LEN.get();
+        let outer_mark = MARK.replace(mark);
+        DEPTH.set(DEPTH.get() + 1);
         let polled = catch_unwind(AssertUnwindSafe(|| this.fut.poll(cx)));
-        let ours = CURRENT.with(|c| std::mem::replace(&mut *c.borrow_mut(), previous));
-        if this.driver.is_none() {
-            *this.driver = ours.flatten();
+        DEPTH.set(DEPTH.get() - 1);
+        MARK.set(outer_mark);
+        if LEN.get() > mark {
+            // The future awaited Deferreds: they are what a cancel() of
+            // its Deferred goes to (the driver is made the first time).
+            let noted = NOTED.with(|n| n.borrow_mut().split_off(mark));
+            LEN.set(mark);
+            let driver = this.driver.get_or_insert_with(Default::default);
+            driver
+                .awaiting
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(noted);
         }
         match polled {
             Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
