@@ -42,7 +42,9 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicU64, Ordering};
+#[cfg(all(target_has_atomic = "64", not(tokio_deferred_no_atomic64)))]
+use std::sync::atomic::AtomicU64 as FastWord;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::deferred::IntoOutcome;
@@ -105,7 +107,7 @@ pub(crate) struct Pool<P: Permit> {
     /// set, `state` holds the truth; whoever locks `state` sets [`SLOW`]
     /// (taking the counts over), and the last unlock that finds the pool
     /// quiet again clears it (see [`Locked`]).
-    fast: AtomicU64,
+    fast: FastWord,
     state: Mutex<PoolState<P>>,
     limit: usize,
 }
@@ -146,7 +148,7 @@ impl<P: Permit> Drop for Locked<'_, P> {
 impl<P: Permit> Pool<P> {
     pub(crate) fn new(limit: usize) -> Arc<Self> {
         Arc::new(Pool {
-            fast: AtomicU64::new(Self::encode_for(limit, limit, 0).unwrap_or(SLOW)),
+            fast: FastWord::new(Self::encode_for(limit, limit, 0).unwrap_or(SLOW)),
             state: Mutex::new(PoolState {
                 available: limit,
                 deferred: 0,
@@ -564,6 +566,55 @@ impl<P: Permit> fmt::Debug for Pool<P> {
             .field("limit", &self.limit)
             .field("waiting", &st.waiting.len())
             .finish()
+    }
+}
+
+/// The fast word on targets without 64-bit atomics (and under
+/// `--cfg tokio_deferred_no_atomic64`, which tests this path on any
+/// target): the same operations behind a mutex. Correct (a mutex is
+/// linearizable), just not lock-free there.
+#[cfg(any(not(target_has_atomic = "64"), tokio_deferred_no_atomic64))]
+struct FastWord(Mutex<u64>);
+
+#[cfg(any(not(target_has_atomic = "64"), tokio_deferred_no_atomic64))]
+impl FastWord {
+    fn new(v: u64) -> Self {
+        FastWord(Mutex::new(v))
+    }
+
+    fn word(&self) -> MutexGuard<'_, u64> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn load(&self, _: Ordering) -> u64 {
+        *self.word()
+    }
+
+    fn store(&self, v: u64, _: Ordering) {
+        *self.word() = v;
+    }
+
+    fn fetch_or(&self, bits: u64, _: Ordering) -> u64 {
+        let mut w = self.word();
+        let old = *w;
+        *w |= bits;
+        old
+    }
+
+    fn compare_exchange_weak(
+        &self,
+        current: u64,
+        new: u64,
+        _: Ordering,
+        _: Ordering,
+    ) -> Result<u64, u64> {
+        let mut w = self.word();
+        if *w == current {
+            *w = new;
+            Ok(current)
+        } else {
+            Err(*w)
+        }
     }
 }
 
