@@ -229,16 +229,15 @@ impl<T: Send + 'static> Deferred<T> {
             Ok(Outcome::Ready(r)) => Deferred::inline(r, at),
             Ok(Outcome::Chain(d)) => {
                 // Not finished (else `into_outcome` took its result): the
-                // chain waits on it, so it needs the shared state. The
-                // callback already ran; a link that returns `d` stands in for
-                // it, and the runner chains exactly as it would have.
-                let core: Arc<dyn Core> = Inner::<()>::new_fired_untraced(Ok(()), at);
-                if core.add_link(Node::boxed(CallbackLink::new(move |_: Res<()>| {
-                    Outcome::Chain(d)
-                }))) {
-                    run_chain(core.clone());
+                // chain waits on it, so it needs the shared state, made
+                // directly in the state the runner would leave (fired,
+                // waiting on `d`, or holding its result if `d` is finished).
+                match d.into_core() {
+                    Some(inner) => Deferred::from_core(Inner::<U>::waiting_on(inner, at)),
+                    None => {
+                        Deferred::inline(Err(Failure::new(crate::error::ResultTakenError {})), at)
+                    }
                 }
-                Deferred::from_core(core)
             }
             Err(payload) => Deferred::inline(Err(Failure::from_panic(payload)), at),
         }

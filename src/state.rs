@@ -49,6 +49,9 @@ pub(crate) enum Step {
     },
     /// `chain_deferred` fired the target and took its runner token: run it.
     Fed(Arc<dyn Core>),
+    /// A [`ContinueSlot`] received this Deferred's result: the link itself
+    /// goes back to `outer` as its result.
+    ResumeSelf(Arc<dyn Core>),
 }
 
 /// A boxed link with the `next` pointer of the [`LinkQueue`] it sits in,
@@ -257,6 +260,53 @@ impl Link for ContinueLink {
     fn fail_output(&mut self, _failure: Failure) {}
 }
 
+/// The waiting link of an outer Deferred made directly in the waiting state
+/// ([`Inner::waiting_on`]): queued in the inner Deferred's chain, it takes the
+/// inner's result into its own slot and goes back to the outer as the
+/// outer's result holder. One allocation where a callback link plus a
+/// [`ContinueLink`] take two.
+struct ContinueSlot<U> {
+    outer: Option<Arc<dyn Core>>,
+    output: Option<Res<U>>,
+}
+
+impl<U: Send + 'static> Link for ContinueSlot<U> {
+    fn pull(&mut self, src: &mut dyn Any) {
+        self.output = Some(take_from::<U>(src));
+    }
+
+    fn refill(&mut self, src: &mut dyn Any) {
+        self.output = Some(take_from::<U>(src));
+    }
+
+    fn run(&mut self) -> Step {
+        match self.outer.take() {
+            Some(outer) => Step::ResumeSelf(outer),
+            None => Step::Done,
+        }
+    }
+
+    fn output(&mut self) -> &mut dyn Any {
+        &mut self.output
+    }
+
+    fn output_state(&self) -> ResultState {
+        slot_state(&self.output)
+    }
+
+    fn take_failure(&mut self) -> Option<Failure> {
+        slot_take_failure(&mut self.output)
+    }
+
+    fn fail_output(&mut self, failure: Failure) {
+        self.output = Some(Err(failure));
+    }
+
+    fn output_is_err(&self) -> bool {
+        matches!(self.output, Some(Err(_)))
+    }
+}
+
 /// `chain_deferred`: feeds this chain's result into another Deferred.
 pub(crate) struct ChainLink<T: Send + 'static> {
     target: Option<Resolver<T>>,
@@ -435,6 +485,10 @@ pub(crate) trait Core: Send + Sync + 'static {
     /// gives the link back; otherwise appends a continuation that will hand
     /// the link back to `outer` and returns `None`.
     fn steal_or_chain(&self, link: LinkBox, outer: Arc<dyn Core>) -> Option<LinkBox>;
+    /// `steal_or_chain` for a link that is its own continuation (a
+    /// [`ContinueSlot`]): if this Deferred has a final result, moves it into
+    /// `cont`'s output and gives it back; otherwise queues `cont` itself.
+    fn continue_with(&self, cont: LinkBox) -> Option<LinkBox>;
     /// A Deferred this one was waiting on delivered into `holder`. `true`
     /// when the caller took the runner token.
     fn resume(&self, holder: LinkBox) -> bool;
@@ -757,6 +811,41 @@ impl<T: Send + 'static> Inner<T> {
             CALLED
         };
         Self::build(Rest::Source(result), flags, 0, created, false)
+    }
+
+    /// An already-fired Deferred waiting on `inner` (what a callback
+    /// returning `inner` leaves behind), made directly in that state: used
+    /// when the callback of an inline ready Deferred returns an unfinished
+    /// Deferred. Two allocations (this state and one [`ContinueSlot`])
+    /// where a fired state plus a stand-in callback link plus a
+    /// `ContinueLink` took three. Untraced, as the inline Deferred was.
+    pub(crate) fn waiting_on(
+        inner: Arc<dyn Core>,
+        created: &'static Location<'static>,
+    ) -> Arc<dyn Core> {
+        let outer = Self::build(
+            Rest::Waiting(Arc::downgrade(&inner)),
+            CALLED,
+            0,
+            created,
+            false,
+        );
+        let outer_dyn: Arc<dyn Core> = outer.clone();
+        let slot = Node::boxed(ContinueSlot::<T> {
+            outer: Some(outer_dyn.clone()),
+            output: None,
+        });
+        if let Some(mut slot) = inner.continue_with(slot) {
+            // `inner` had its final result (it is in the slot now): no
+            // waiting after all; drop the slot's reference to the outer
+            // (it would be a cycle) and end as a finished run would.
+            drop(slot.run());
+            let mut st = outer.lock();
+            let armed = if slot.output_is_err() { ARMED } else { 0 };
+            st.rest = Rest::Holder(slot);
+            outer.flags.store(CALLED | armed, Ordering::Release);
+        }
+        outer_dyn
     }
 
     /// The key of this state in the debug side table.
@@ -1228,6 +1317,13 @@ impl<T: Send + 'static> Core for Inner<T> {
                     Step::Fed(target) => {
                         return self.hand_over(Some(link), outbox, target);
                     }
+                    Step::ResumeSelf(outer) => {
+                        // The link holds this Deferred's result: it becomes
+                        // `outer`'s result holder.
+                        if outer.resume(link) {
+                            return self.hand_over(None, outbox, outer);
+                        }
+                    }
                 }
             }
         }
@@ -1246,6 +1342,20 @@ impl<T: Send + 'static> Core for Inner<T> {
             holder: Some(link),
             outer: Some(outer),
         });
+        cont.next = st.inbox.take();
+        st.inbox = Some(cont);
+        None
+    }
+
+    fn continue_with(&self, mut cont: LinkBox) -> Option<LinkBox> {
+        let mut st = self.lock();
+        if self.finished(&st) {
+            self.clear(ARMED);
+            let emptied = st.take_rest_into(&mut |src| cont.refill(src));
+            drop(st);
+            drop(emptied);
+            return Some(cont);
+        }
         cont.next = st.inbox.take();
         st.inbox = Some(cont);
         None
