@@ -46,7 +46,7 @@ use std::sync::Arc;
 use crate::Deferred;
 use crate::deferred::IntoOutcome;
 use crate::error::LockNotHeldError;
-use crate::permits::{Acquired, Permit, Pool};
+use crate::permits::{Permit, Pool};
 
 /// A FIFO lock for Deferred-based code: [`acquire`](Self::acquire) returns a
 /// [`Deferred`] that fires when the lock is held (Twisted's `DeferredLock`).
@@ -108,12 +108,7 @@ impl DeferredLock {
     /// [`run`](Self::run), which cannot leak the lock.
     #[track_caller]
     pub fn acquire(&self) -> Deferred<DeferredLock> {
-        match self.pool.acquire_handle_or_wait() {
-            // Free: an already-fired Deferred, no guard, no callback.
-            Acquired::Now(_) => crate::succeed(self.clone()),
-            // Queued: the hand-over fires it with the handle directly.
-            Acquired::Queued(d) => d,
-        }
+        self.pool.acquire_handle()
     }
 
     /// A Deferred that fires with a [`DeferredLockGuard`], which releases

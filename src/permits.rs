@@ -298,10 +298,22 @@ impl<P: Permit> Pool<P> {
         }
     }
 
+    /// Twisted's `acquire()`: a Deferred that fires with the plain handle
+    /// (the lock or semaphore itself): already fired if a token is free (no
+    /// guard, no callback), else fired with the handle by the hand-over.
+    #[track_caller]
+    #[inline]
+    pub(crate) fn acquire_handle(self: &Arc<Self>) -> Deferred<P::Handle> {
+        match self.acquire_handle_or_wait() {
+            Acquired::Now(_) => crate::succeed(P::handle(self.clone())),
+            Acquired::Queued(d) => d,
+        }
+    }
+
     /// Takes a free token, or queues a waiter for the plain handle.
     #[track_caller]
     #[inline]
-    pub(crate) fn acquire_handle_or_wait(self: &Arc<Self>) -> Acquired<P::Handle> {
+    fn acquire_handle_or_wait(self: &Arc<Self>) -> Acquired<P::Handle> {
         match self.try_fast_acquire() {
             Some(generation) => Acquired::Now(generation),
             None => self.acquire_slow(Waiter::Handle),

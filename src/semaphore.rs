@@ -32,7 +32,7 @@ use std::sync::Arc;
 use crate::Deferred;
 use crate::deferred::IntoOutcome;
 use crate::error::{InvalidTokensError, TooManyReleasesError};
-use crate::permits::{Acquired, Permit, Pool};
+use crate::permits::{Permit, Pool};
 
 /// A semaphore for Deferred-based code (Twisted's `DeferredSemaphore`):
 /// [`acquire`](Self::acquire) returns a [`Deferred`] that fires when one of
@@ -97,12 +97,7 @@ impl DeferredSemaphore {
     /// [`run`](Self::run).
     #[track_caller]
     pub fn acquire(&self) -> Deferred<DeferredSemaphore> {
-        match self.pool.acquire_handle_or_wait() {
-            // Free: an already-fired Deferred, no guard, no callback.
-            Acquired::Now(_) => crate::succeed(self.clone()),
-            // Queued: the hand-over fires it with the handle directly.
-            Acquired::Queued(d) => d,
-        }
+        self.pool.acquire_handle()
     }
 
     /// A Deferred that fires with a [`DeferredSemaphoreGuard`], which gives
