@@ -89,7 +89,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use crate::error::{FailureGroup, FirstError, ResultTakenError};
 use crate::state::{
-    Core, Inner, Link, Node, Res, ResultState, Step, cancel_core, run_chain, take_from,
+    Core, Inner, Link, Node, Res, Step, cancel_core, output_slot, run_chain, take_from,
 };
 use crate::{Deferred, Failure, Resolver};
 
@@ -266,10 +266,6 @@ impl<P: Policy> Link for ListLink<P> {
         self.input = Some(take_from::<P::Input>(src));
     }
 
-    fn refill(&mut self, src: &mut dyn Any) {
-        self.output = Some(take_from::<()>(src));
-    }
-
     fn run(&mut self) -> Step {
         let input = self
             .input
@@ -287,31 +283,7 @@ impl<P: Policy> Link for ListLink<P> {
         Step::Done
     }
 
-    fn output(&mut self) -> &mut dyn Any {
-        &mut self.output
-    }
-
-    fn output_state(&self) -> ResultState {
-        match &self.output {
-            None => ResultState::Empty,
-            Some(Ok(())) => ResultState::Ok,
-            Some(Err(f)) => ResultState::Err(f.clone()),
-        }
-    }
-
-    fn take_failure(&mut self) -> Option<Failure> {
-        match self.output.take() {
-            Some(Err(f)) => Some(f),
-            other => {
-                self.output = other;
-                None
-            }
-        }
-    }
-
-    fn fail_output(&mut self, failure: Failure) {
-        self.output = Some(Err(failure));
-    }
+    output_slot!();
 }
 
 /// The push-based engine under every combinator here.

@@ -115,7 +115,7 @@ pub(crate) fn take_from<T: 'static>(src: &mut dyn Any) -> Res<T> {
     }
 }
 
-fn slot_state<T>(slot: &Option<Res<T>>) -> ResultState {
+pub(crate) fn slot_state<T>(slot: &Option<Res<T>>) -> ResultState {
     match slot {
         None => ResultState::Empty,
         Some(Ok(_)) => ResultState::Ok,
@@ -123,7 +123,7 @@ fn slot_state<T>(slot: &Option<Res<T>>) -> ResultState {
     }
 }
 
-fn slot_take_failure<T>(slot: &mut Option<Res<T>>) -> Option<Failure> {
+pub(crate) fn slot_take_failure<T>(slot: &mut Option<Res<T>>) -> Option<Failure> {
     match slot.take() {
         Some(Err(f)) => Some(f),
         other => {
@@ -132,6 +132,38 @@ fn slot_take_failure<T>(slot: &mut Option<Res<T>>) -> Option<Failure> {
         }
     }
 }
+
+/// The `Link` methods of a link whose result slot is its `output` field
+/// (an `Option<Res<_>>`): `refill`, `output`, `output_state`,
+/// `take_failure`, `fail_output`, `output_is_err`.
+macro_rules! output_slot {
+    () => {
+        fn refill(&mut self, src: &mut dyn ::std::any::Any) {
+            self.output = Some($crate::state::take_from(src));
+        }
+
+        fn output(&mut self) -> &mut dyn ::std::any::Any {
+            &mut self.output
+        }
+
+        fn output_state(&self) -> $crate::state::ResultState {
+            $crate::state::slot_state(&self.output)
+        }
+
+        fn take_failure(&mut self) -> Option<$crate::Failure> {
+            $crate::state::slot_take_failure(&mut self.output)
+        }
+
+        fn fail_output(&mut self, failure: $crate::Failure) {
+            self.output = Some(Err(failure));
+        }
+
+        fn output_is_err(&self) -> bool {
+            matches!(self.output, Some(Err(_)))
+        }
+    };
+}
+pub(crate) use output_slot;
 
 /// What a callback (or errback) produced.
 #[doc(hidden)]
@@ -170,10 +202,6 @@ where
         self.input = Some(take_from::<T>(src));
     }
 
-    fn refill(&mut self, src: &mut dyn Any) {
-        self.output = Some(take_from::<U>(src));
-    }
-
     fn run(&mut self) -> Step {
         let (Some(f), Some(input)) = (self.f.take(), self.input.take()) else {
             self.output = Some(Err(Failure::new(ResultTakenError {})));
@@ -198,25 +226,7 @@ where
         }
     }
 
-    fn output(&mut self) -> &mut dyn Any {
-        &mut self.output
-    }
-
-    fn output_state(&self) -> ResultState {
-        slot_state(&self.output)
-    }
-
-    fn take_failure(&mut self) -> Option<Failure> {
-        slot_take_failure(&mut self.output)
-    }
-
-    fn fail_output(&mut self, failure: Failure) {
-        self.output = Some(Err(failure));
-    }
-
-    fn output_is_err(&self) -> bool {
-        matches!(self.output, Some(Err(_)))
-    }
+    output_slot!();
 }
 
 /// Twisted's `_CONTINUE` marker: appended to an inner Deferred that an outer
@@ -275,10 +285,6 @@ impl<U: Send + 'static> Link for ContinueSlot<U> {
         self.output = Some(take_from::<U>(src));
     }
 
-    fn refill(&mut self, src: &mut dyn Any) {
-        self.output = Some(take_from::<U>(src));
-    }
-
     fn run(&mut self) -> Step {
         match self.outer.take() {
             Some(outer) => Step::ResumeSelf(outer),
@@ -286,25 +292,7 @@ impl<U: Send + 'static> Link for ContinueSlot<U> {
         }
     }
 
-    fn output(&mut self) -> &mut dyn Any {
-        &mut self.output
-    }
-
-    fn output_state(&self) -> ResultState {
-        slot_state(&self.output)
-    }
-
-    fn take_failure(&mut self) -> Option<Failure> {
-        slot_take_failure(&mut self.output)
-    }
-
-    fn fail_output(&mut self, failure: Failure) {
-        self.output = Some(Err(failure));
-    }
-
-    fn output_is_err(&self) -> bool {
-        matches!(self.output, Some(Err(_)))
-    }
+    output_slot!();
 }
 
 /// `chain_deferred`: feeds this chain's result into another Deferred.
@@ -331,10 +319,6 @@ impl<T: Send + 'static> Link for ChainLink<T> {
         self.input = Some(take_from::<T>(src));
     }
 
-    fn refill(&mut self, src: &mut dyn Any) {
-        self.output = Some(take_from::<()>(src));
-    }
-
     fn run(&mut self) -> Step {
         let (Some(target), Some(input)) = (self.target.take(), self.input.take()) else {
             self.output = Some(Err(Failure::new(ResultTakenError {})));
@@ -356,25 +340,7 @@ impl<T: Send + 'static> Link for ChainLink<T> {
         }
     }
 
-    fn output(&mut self) -> &mut dyn Any {
-        &mut self.output
-    }
-
-    fn output_state(&self) -> ResultState {
-        slot_state(&self.output)
-    }
-
-    fn take_failure(&mut self) -> Option<Failure> {
-        slot_take_failure(&mut self.output)
-    }
-
-    fn fail_output(&mut self, failure: Failure) {
-        self.output = Some(Err(failure));
-    }
-
-    fn output_is_err(&self) -> bool {
-        matches!(self.output, Some(Err(_)))
-    }
+    output_slot!();
 }
 
 /// What a Deferred's current result is, for `Debug` and inspection.
@@ -610,6 +576,13 @@ struct State<T: Send + 'static> {
 }
 
 impl<T: Send + 'static> State<T> {
+    /// Queues a link (the inbox is newest first).
+    #[inline]
+    fn push(&mut self, mut link: LinkBox) {
+        link.next = self.inbox.take();
+        self.inbox = Some(link);
+    }
+
     #[inline]
     fn outbox_empty(&self) -> bool {
         match &self.rest {
@@ -626,6 +599,17 @@ impl<T: Send + 'static> State<T> {
     #[inline]
     fn waiting(&self) -> bool {
         matches!(self.rest, Rest::Waiting(_))
+    }
+
+    /// Stores the waker of a task waiting for the result.
+    #[inline]
+    fn register(&mut self, waker: Option<&Waker>) {
+        if let Some(waker) = waker {
+            match &self.waker {
+                Some(old) if old.will_wake(waker) => {}
+                _ => self.waker = Some(waker.clone()),
+            }
+        }
     }
 
     /// Feeds the current result to `sink`; returns the emptied holder so it
@@ -686,18 +670,34 @@ impl<T: Send + 'static> State<T> {
 /// What to do once the lock is released after finishing a run.
 struct Finish {
     waker: Option<Waker>,
-    unhandled: Option<Box<(Failure, Arc<str>, &'static Location<'static>)>>,
+    unhandled: Option<Box<Unhandled>>,
 }
 
 impl Finish {
-    fn run(self, key: Option<usize>) {
+    fn run(self) {
         if let Some(waker) = self.waker {
             waker.wake();
         }
-        if let Some(report) = self.unhandled {
-            let (failure, describe, created) = *report;
-            report_unhandled(&failure, created, debug::fired_site(key), &describe);
+        if let Some(unhandled) = self.unhandled {
+            unhandled.report();
         }
+    }
+}
+
+/// A failure nobody will consume, with what its report says: collected
+/// under the state's lock, reported after it is released.
+struct Unhandled {
+    failure: Failure,
+    describe: Arc<str>,
+    created: &'static Location<'static>,
+    /// The debug side table's key, for the first-fire site.
+    key: Option<usize>,
+}
+
+impl Unhandled {
+    fn report(self) {
+        let fired = debug::fired_site(self.key);
+        report_unhandled(&self.failure, self.created, fired, &self.describe);
     }
 }
 
@@ -901,6 +901,35 @@ impl<T: Send + 'static> Inner<T> {
         self.flags() & (CALLED | RUNNING) == CALLED && self.paused() == 0 && !st.waiting()
     }
 
+    /// Takes the runner token if the chain can run now. Under the lock.
+    #[inline]
+    fn claim(&self, st: &State<T>) -> bool {
+        let run = self.can_run(st);
+        if run {
+            self.set(RUNNING);
+        }
+        run
+    }
+
+    /// If this Deferred has its final result, moves it into `link`'s output
+    /// and gives the link back; otherwise queues `continuation(link)`.
+    fn steal_or_queue(
+        &self,
+        mut link: LinkBox,
+        continuation: impl FnOnce(LinkBox) -> LinkBox,
+    ) -> Option<LinkBox> {
+        let mut st = self.lock();
+        if self.finished(&st) {
+            self.clear(ARMED);
+            let emptied = st.take_rest_into(&mut |src| link.refill(src));
+            drop(st);
+            drop(emptied);
+            return Some(link);
+        }
+        st.push(continuation(link));
+        None
+    }
+
     pub(crate) fn created_at(&self) -> &'static Location<'static> {
         self.lock().created
     }
@@ -912,6 +941,16 @@ impl<T: Send + 'static> Inner<T> {
 
     fn describe(&self, st: &State<T>) -> Arc<str> {
         debug::describe(st.created, self.traced_key())
+    }
+
+    /// The report of `failure`, which nobody will consume. Under the lock.
+    fn unhandled(&self, st: &State<T>, failure: Failure) -> Unhandled {
+        Unhandled {
+            failure,
+            describe: self.describe(st),
+            created: st.created,
+            key: self.traced_key(),
+        }
     }
 
     /// Fires the Deferred. `Ok(true)`: the caller took the runner token and
@@ -958,7 +997,7 @@ impl<T: Send + 'static> Inner<T> {
             self.flags.store(flags | CALLED, Ordering::Release);
             let finish = self.finish(&mut st);
             drop(st);
-            finish.run(self.traced_key());
+            finish.run();
             drop(old);
             return false;
         } else {
@@ -1048,12 +1087,7 @@ impl<T: Send + 'static> Inner<T> {
                 }
             };
         }
-        if let Some(waker) = waker {
-            match &st.waker {
-                Some(old) if old.will_wake(waker) => {}
-                _ => st.waker = Some(waker.clone()),
-            }
-        }
+        st.register(waker);
         Poll::Pending
     }
 
@@ -1098,7 +1132,7 @@ impl<T: Send + 'static> Inner<T> {
         let unhandled = if flags & NO_CONSUMER != 0 {
             st.take_failure().map(|f| {
                 flags &= !ARMED;
-                Box::new((f, self.describe(st), st.created))
+                Box::new(self.unhandled(st, f))
             })
         } else {
             None
@@ -1141,7 +1175,7 @@ impl<T: Send + 'static> Inner<T> {
         if st.links_empty() {
             let finish = self.finish(&mut st);
             drop(st);
-            finish.run(self.traced_key());
+            finish.run();
             Stop::Switch(next)
         } else {
             drop(st);
@@ -1163,47 +1197,31 @@ impl<T: Send + 'static> Inner<T> {
         };
         let finish = self.finish(&mut st);
         drop(st);
-        finish.run(self.traced_key());
+        finish.run();
     }
 }
 
 impl<T: Send + 'static> Core for Inner<T> {
     fn add_link(&self, link: LinkBox) -> bool {
         let mut st = self.lock();
-        let mut link = link;
-        link.next = st.inbox.take();
-        st.inbox = Some(link);
-        if self.can_run(&st) {
-            self.set(RUNNING);
-            true
-        } else {
-            false
-        }
+        st.push(link);
+        self.claim(&st)
     }
 
     fn adopt_link(&self, link: LinkBox) -> bool {
         let mut st = self.lock();
-        let mut link = link;
-        link.next = st.inbox.take();
-        st.inbox = Some(link);
+        st.push(link);
         self.set(NO_CONSUMER);
-        if self.can_run(&st) {
-            self.set(RUNNING);
+        if self.claim(&st) {
             return true;
         }
         let flags = self.flags();
         if flags & (CALLED | RUNNING) == CALLED && self.paused() > 0 && !st.waiting() {
             if let Some(failure) = st.take_failure() {
                 self.clear(ARMED);
-                let describe = self.describe(&st);
-                let created = st.created;
+                let unhandled = self.unhandled(&st, failure);
                 drop(st);
-                report_unhandled(
-                    &failure,
-                    created,
-                    debug::fired_site(self.traced_key()),
-                    &describe,
-                );
+                unhandled.report();
             }
         }
         false
@@ -1329,36 +1347,17 @@ impl<T: Send + 'static> Core for Inner<T> {
         }
     }
 
-    fn steal_or_chain(&self, mut link: LinkBox, outer: Arc<dyn Core>) -> Option<LinkBox> {
-        let mut st = self.lock();
-        if self.finished(&st) {
-            self.clear(ARMED);
-            let emptied = st.take_rest_into(&mut |src| link.refill(src));
-            drop(st);
-            drop(emptied);
-            return Some(link);
-        }
-        let mut cont = Node::boxed(ContinueLink {
-            holder: Some(link),
-            outer: Some(outer),
-        });
-        cont.next = st.inbox.take();
-        st.inbox = Some(cont);
-        None
+    fn steal_or_chain(&self, link: LinkBox, outer: Arc<dyn Core>) -> Option<LinkBox> {
+        self.steal_or_queue(link, |link| {
+            Node::boxed(ContinueLink {
+                holder: Some(link),
+                outer: Some(outer),
+            })
+        })
     }
 
-    fn continue_with(&self, mut cont: LinkBox) -> Option<LinkBox> {
-        let mut st = self.lock();
-        if self.finished(&st) {
-            self.clear(ARMED);
-            let emptied = st.take_rest_into(&mut |src| cont.refill(src));
-            drop(st);
-            drop(emptied);
-            return Some(cont);
-        }
-        cont.next = st.inbox.take();
-        st.inbox = Some(cont);
-        None
+    fn continue_with(&self, cont: LinkBox) -> Option<LinkBox> {
+        self.steal_or_queue(cont, |cont| cont)
     }
 
     fn resume(&self, holder: LinkBox) -> bool {
@@ -1444,7 +1443,7 @@ impl<T: Send + 'static> Core for Inner<T> {
         if st.links_empty() {
             let finish = self.finish(&mut st);
             drop(st);
-            finish.run(self.traced_key());
+            finish.run();
             return false;
         }
         self.set(RUNNING);
@@ -1460,12 +1459,7 @@ impl<T: Send + 'static> Core for Inner<T> {
             drop(emptied);
             return Poll::Ready(());
         }
-        if let Some(waker) = waker {
-            match &st.waker {
-                Some(old) if old.will_wake(waker) => {}
-                _ => st.waker = Some(waker.clone()),
-            }
-        }
+        st.register(waker);
         Poll::Pending
     }
 
@@ -1478,15 +1472,14 @@ impl<T: Send + 'static> Core for Inner<T> {
         // Twisted, which reports only an armed failure).
         let flags = self.flags();
         if flags & (CALLED | RUNNING) == CALLED && !st.waiting() {
-            let failure = st.take_failure();
-            if failure.is_some() {
+            let unhandled = st.take_failure().map(|failure| {
                 self.clear(ARMED);
-            }
-            let info = failure.as_ref().map(|_| (self.describe(&st), st.created));
+                self.unhandled(&st, failure)
+            });
             drop(st);
             drop(waker);
-            if let (Some(f), Some((describe, created))) = (failure, info) {
-                report_unhandled(&f, created, debug::fired_site(self.traced_key()), &describe);
+            if let Some(unhandled) = unhandled {
+                unhandled.report();
             }
         }
     }
@@ -1536,7 +1529,14 @@ impl<T: Send + 'static> Inner<T> {
             let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
             if let Some(failure) = st.take_failure() {
                 let describe = debug::describe(st.created, key);
-                report_unhandled(&failure, st.created, debug::fired_site(key), &describe);
+                let created = st.created;
+                Unhandled {
+                    failure,
+                    describe,
+                    created,
+                    key,
+                }
+                .report();
             }
         }
         if let Some(key) = key {
