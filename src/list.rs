@@ -152,15 +152,21 @@ struct Entry<S> {
     slot: Mutex<Option<S>>,
 }
 
+/// Cancels an input if it is still there. Never panics: a panicking
+/// canceller fails its own input, and the caller's loop goes on.
+fn cancel_input(input: &Weak<dyn Core>) {
+    if let Some(core) = input.upgrade() {
+        cancel_core(core);
+    }
+}
+
 impl<P: Policy> Shared<P> {
+    /// Cancels every input but the race's winner (the output's canceller
+    /// does its own loop, without holding the list).
     fn cancel_inputs(&self, except: Option<usize>) {
         for (i, entry) in self.entries.iter().enumerate() {
             if Some(i) != except {
-                if let Some(core) = entry.input.upgrade() {
-                    // Never panics: a panicking canceller fails its own
-                    // input, and the loop goes on to the next one.
-                    cancel_core(core);
-                }
+                cancel_input(&entry.input);
             }
         }
     }
@@ -325,9 +331,15 @@ fn collect<P: Policy>(
     });
     let weak = Arc::downgrade(&shared);
     let (output, resolver) = Deferred::with_canceller(move |_: &Resolver<P::Output>| {
-        if let Some(shared) = weak.upgrade() {
-            shared.cancel_inputs(None);
-        }
+        // Let go of the list before cancelling its inputs: the last reference
+        // completes it, and a cancelled input's result may be the last one
+        // the list waits for (then the list fires right then, before the
+        // next input is cancelled, as in Twisted).
+        let inputs: Vec<Weak<dyn Core>> = weak
+            .upgrade()
+            .map(|shared| shared.entries.iter().map(|e| e.input.clone()).collect())
+            .unwrap_or_default();
+        inputs.iter().for_each(cancel_input);
     });
     *lock(&shared.resolver) = Some(resolver);
     for (index, core) in cores.into_iter().enumerate() {

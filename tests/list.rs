@@ -981,3 +981,34 @@ fn race_won_from_many_threads_has_one_winner() {
         assert_eq!(index, value);
     }
 }
+
+// Found by the differential run against Twisted (seed 61): cancelling a list
+// cancels its inputs in order; when a cancelled input completes an outer
+// list, that list fires right then, before the next input is cancelled.
+#[test]
+fn cancelling_a_race_over_a_gather_fires_both_before_the_gathers_other_inputs_are_cancelled() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let canceller = |name: &'static str| {
+        let log = log.clone();
+        move |_: &tokio_deferred::Resolver<u8>| log.lock().unwrap().push(name)
+    };
+    let (d0, _r0) = Deferred::<u8>::with_canceller(canceller("canceller d0"));
+    let (d1, _r1) = Deferred::<u8>::with_canceller(canceller("canceller d1"));
+    let (d2, _r2) = Deferred::<u8>::new();
+    let l = log.clone();
+    let gathered = gather_results([d2, d0, d1]).add_both(move |r| {
+        l.lock().unwrap().push("gather fired");
+        r
+    });
+    let l = log.clone();
+    let raced = race([gathered]).add_both(move |r| {
+        l.lock().unwrap().push("race fired");
+        r
+    });
+    raced.cancel();
+    assert_eq!(
+        *log.lock().unwrap(),
+        ["gather fired", "race fired", "canceller d0", "canceller d1"]
+    );
+    assert!(raced.try_take().unwrap().is_err());
+}
