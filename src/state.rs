@@ -963,7 +963,18 @@ impl<T: Send + 'static> Inner<T> {
         at: &'static Location<'static>,
         honour_suppress: bool,
     ) -> Result<bool, AlreadyCalledError<V>> {
-        let st = self.lock();
+        self.try_fire_locked(self.lock(), value, convert, at, honour_suppress)
+    }
+
+    /// `try_fire` with the lock already held (released on return).
+    fn try_fire_locked<V>(
+        &self,
+        st: MutexGuard<'_, State<T>>,
+        value: V,
+        convert: impl FnOnce(V) -> Res<T>,
+        at: &'static Location<'static>,
+        honour_suppress: bool,
+    ) -> Result<bool, AlreadyCalledError<V>> {
         let flags = self.flags();
         if flags & CALLED != 0 {
             if honour_suppress && flags & SUPPRESS != 0 {
@@ -1044,18 +1055,19 @@ impl<T: Send + 'static> Inner<T> {
             }
             return Ok(());
         }
-        drop(st);
-        self.fire_slow(value, convert, at)
+        self.fire_slow(st, value, convert, at)
     }
 
+    /// The rest of `fire`, with the lock it took (not taken twice).
     #[inline(never)]
     fn fire_slow<V>(
         self: &Arc<Self>,
+        st: MutexGuard<'_, State<T>>,
         value: V,
         convert: impl FnOnce(V) -> Res<T>,
         at: &'static Location<'static>,
     ) -> Result<(), AlreadyCalledError<V>> {
-        if self.try_fire(value, convert, at, true)? {
+        if self.try_fire_locked(st, value, convert, at, true)? {
             run_chain(self.clone());
         }
         Ok(())
