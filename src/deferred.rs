@@ -23,7 +23,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::mem;
+use std::mem::{self, ManuallyDrop};
 use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -190,11 +190,19 @@ impl<T: Send + 'static> Deferred<T> {
         }
     }
 
+    /// Moves the representation out; what is left (`Gone`) owns nothing,
+    /// so it is not dropped (a consuming method pays no `Drop` call).
+    #[inline]
+    fn into_repr(self) -> Repr<T> {
+        let mut this = ManuallyDrop::new(self);
+        mem::replace(&mut this.repr, Repr::Gone)
+    }
+
     /// Takes the shared state out without running `Drop` (the chain that
     /// takes it over becomes the consumer of the result); an inline
     /// Deferred makes it.
-    pub(crate) fn into_core(mut self) -> Option<Arc<dyn Core>> {
-        match mem::replace(&mut self.repr, Repr::Gone) {
+    pub(crate) fn into_core(self) -> Option<Arc<dyn Core>> {
+        match self.into_repr() {
             Repr::Shared { core, .. } => Some(core),
             Repr::Ready(ready) => Some(ready.into_core()),
             Repr::Gone => None,
@@ -205,9 +213,9 @@ impl<T: Send + 'static> Deferred<T> {
     /// (an inline, unpaused Deferred), or `None` if it is gone.
     #[inline]
     fn into_core_or_input(
-        mut self,
+        self,
     ) -> Option<Result<Arc<dyn Core>, (Res<T>, &'static Location<'static>)>> {
-        match mem::replace(&mut self.repr, Repr::Gone) {
+        match self.into_repr() {
             Repr::Shared { core, .. } => Some(Ok(core)),
             Repr::Ready(ready) => Some(match ready.into_input() {
                 Ok(input) => Err(input),
@@ -324,7 +332,7 @@ impl<T: Send + 'static> Deferred<T> {
             }
             None => return crate::fail(crate::error::ResultTakenError {}),
         };
-        if core.add_link(Node::boxed(CallbackLink::new(g))) {
+        if core.add_link(Node::boxed(CallbackLink::<T, U, G>::new(g))) {
             run_chain(core.clone());
         }
         Deferred::from_core(core)

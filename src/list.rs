@@ -263,20 +263,12 @@ impl<P: Policy> Drop for Shared<P> {
 struct ListLink<P: Policy> {
     shared: Option<Arc<Shared<P>>>,
     index: usize,
-    input: Option<Res<P::Input>>,
     output: Option<Res<()>>,
 }
 
 impl<P: Policy> Link for ListLink<P> {
-    fn pull(&mut self, src: &mut dyn Any) {
-        self.input = Some(take_from::<P::Input>(src));
-    }
-
-    fn run(&mut self) -> Step {
-        let input = self
-            .input
-            .take()
-            .unwrap_or_else(|| Err(Failure::new(ResultTakenError {})));
+    fn run(&mut self, src: &mut dyn Any) -> Step {
+        let input = take_from::<P::Input>(src);
         let shared = self.shared.take();
         let index = self.index;
         // Dropping `shared` may be the last reference: that fires the output,
@@ -346,7 +338,6 @@ fn collect<P: Policy>(
         let link = Node::boxed(ListLink {
             shared: Some(shared.clone()),
             index,
-            input: None,
             output: None,
         });
         // Adopted: the list took the handle, so the input has no consumer

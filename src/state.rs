@@ -21,6 +21,7 @@
 //!   never by recursion, so chains of any depth run in constant stack.
 
 use std::any::Any;
+use std::marker::PhantomData;
 use std::mem;
 use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 use std::sync::atomic::Ordering;
@@ -85,13 +86,17 @@ impl std::ops::DerefMut for Node<dyn Link> {
 
 /// One entry of a callback chain.
 pub(crate) trait Link: Send {
-    /// Moves this link's input out of `src` (an `Option<Res<In>>`).
-    fn pull(&mut self, src: &mut dyn Any);
+    /// Moves this link's input out of `src` (an `Option<Res<In>>`; empty or
+    /// of another type: the result was taken) and runs the user code. One
+    /// virtual call per link, and the input never lives in the link. Called
+    /// with no lock held.
+    fn run(&mut self, src: &mut dyn Any) -> Step;
     /// Moves a result into this link's output slot from `src` (an
     /// `Option<Res<Out>>`): used when a Deferred this link returned delivers.
     fn refill(&mut self, src: &mut dyn Any);
-    /// Runs the user code. Called with no lock held.
-    fn run(&mut self) -> Step;
+    /// Drops what ties this link to another Deferred's state (a
+    /// [`ContinueSlot`]'s outer Deferred) when it ends up not queued.
+    fn unlink(&mut self) {}
     /// The output slot, an `Option<Res<Out>>`.
     fn output(&mut self) -> &mut dyn Any;
     /// What the output slot holds.
@@ -178,16 +183,17 @@ pub enum Outcome<U: Send + 'static> {
 /// A link running a callback/errback pair.
 pub(crate) struct CallbackLink<T, U: Send + 'static, F> {
     f: Option<F>,
-    input: Option<Res<T>>,
     output: Option<Res<U>>,
+    /// The input type: the input itself is never stored (see [`Link::run`]).
+    input: PhantomData<fn(Res<T>)>,
 }
 
 impl<T, U: Send + 'static, F> CallbackLink<T, U, F> {
     pub(crate) fn new(f: F) -> Self {
         CallbackLink {
             f: Some(f),
-            input: None,
             output: None,
+            input: PhantomData,
         }
     }
 }
@@ -198,12 +204,9 @@ where
     U: Send + 'static,
     F: FnOnce(Res<T>) -> Outcome<U> + Send + 'static,
 {
-    fn pull(&mut self, src: &mut dyn Any) {
-        self.input = Some(take_from::<T>(src));
-    }
-
-    fn run(&mut self) -> Step {
-        let (Some(f), Some(input)) = (self.f.take(), self.input.take()) else {
+    fn run(&mut self, src: &mut dyn Any) -> Step {
+        let input = take_from::<T>(src);
+        let Some(f) = self.f.take() else {
             self.output = Some(Err(Failure::new(ResultTakenError {})));
             return Step::Done;
         };
@@ -238,20 +241,17 @@ struct ContinueLink {
 }
 
 impl Link for ContinueLink {
-    fn pull(&mut self, src: &mut dyn Any) {
+    fn run(&mut self, src: &mut dyn Any) -> Step {
         if let Some(holder) = &mut self.holder {
             holder.refill(src);
         }
-    }
-
-    fn refill(&mut self, _src: &mut dyn Any) {}
-
-    fn run(&mut self) -> Step {
         match (self.outer.take(), self.holder.take()) {
             (Some(outer), Some(holder)) => Step::Resume { outer, holder },
             _ => Step::Done,
         }
     }
+
+    fn refill(&mut self, _src: &mut dyn Any) {}
 
     /// Never holds a result: the slot handed out is of no result type, so a
     /// link pulling from it sees the result as taken.
@@ -281,15 +281,16 @@ struct ContinueSlot<U> {
 }
 
 impl<U: Send + 'static> Link for ContinueSlot<U> {
-    fn pull(&mut self, src: &mut dyn Any) {
+    fn run(&mut self, src: &mut dyn Any) -> Step {
         self.output = Some(take_from::<U>(src));
-    }
-
-    fn run(&mut self) -> Step {
         match self.outer.take() {
             Some(outer) => Step::ResumeSelf(outer),
             None => Step::Done,
         }
+    }
+
+    fn unlink(&mut self) {
+        self.outer = None;
     }
 
     output_slot!();
@@ -298,7 +299,6 @@ impl<U: Send + 'static> Link for ContinueSlot<U> {
 /// `chain_deferred`: feeds this chain's result into another Deferred.
 pub(crate) struct ChainLink<T: Send + 'static> {
     target: Option<Resolver<T>>,
-    input: Option<Res<T>>,
     output: Option<Res<()>>,
     at: &'static Location<'static>,
 }
@@ -307,7 +307,6 @@ impl<T: Send + 'static> ChainLink<T> {
     pub(crate) fn new(target: Resolver<T>, at: &'static Location<'static>) -> Self {
         ChainLink {
             target: Some(target),
-            input: None,
             output: None,
             at,
         }
@@ -315,12 +314,9 @@ impl<T: Send + 'static> ChainLink<T> {
 }
 
 impl<T: Send + 'static> Link for ChainLink<T> {
-    fn pull(&mut self, src: &mut dyn Any) {
-        self.input = Some(take_from::<T>(src));
-    }
-
-    fn run(&mut self) -> Step {
-        let (Some(target), Some(input)) = (self.target.take(), self.input.take()) else {
+    fn run(&mut self, src: &mut dyn Any) -> Step {
+        let input = take_from::<T>(src);
+        let Some(target) = self.target.take() else {
             self.output = Some(Err(Failure::new(ResultTakenError {})));
             return Step::Done;
         };
@@ -839,7 +835,7 @@ impl<T: Send + 'static> Inner<T> {
             // `inner` had its final result (it is in the slot now): no
             // waiting after all; drop the slot's reference to the outer
             // (it would be a cycle) and end as a finished run would.
-            drop(slot.run());
+            slot.unlink();
             let mut st = outer.lock();
             let armed = if slot.output_is_err() { ARMED } else { 0 };
             st.rest = Rest::Holder(slot);
@@ -1297,15 +1293,14 @@ impl<T: Send + 'static> Core for Inner<T> {
                         }
                     }
                 };
-                match held.take() {
-                    Some(mut h) => {
-                        link.pull(h.output());
-                        drop(h);
-                    }
-                    None => link.pull(&mut source),
-                }
-
-                match link.run() {
+                // The link moves its input out of the previous link's slot
+                // (or the fired value) and runs; the previous link, now
+                // empty, is freed after.
+                let step = match held.take() {
+                    Some(mut h) => link.run(h.output()),
+                    None => link.run(&mut source),
+                };
+                match step {
                     Step::Done => held = Some(link),
                     Step::Wait(inner) => {
                         if std::ptr::addr_eq(Arc::as_ptr(&inner), Arc::as_ptr(&self)) {
