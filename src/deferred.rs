@@ -646,22 +646,53 @@ impl<T: Send + 'static> Deferred<T> {
 impl<T: Send + 'static> Future for Deferred<T> {
     type Output = Result<T, Failure>;
 
+    /// The two common cases inline (an inline result; a shared state of
+    /// this type); everything else in `poll_slow`.
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        if let Repr::Ready(ready) = &mut this.repr {
-            if let Slot::Fired { result, paused: 0 } = ready.get_mut() {
-                return Poll::Ready(result.take().unwrap_or_else(taken_err));
+        match &mut this.repr {
+            Repr::Ready(ready) => {
+                if let Slot::Fired { result, paused: 0 } = ready.get_mut() {
+                    return Poll::Ready(result.take().unwrap_or_else(taken_err));
+                }
             }
+            Repr::Shared { core, taken } => {
+                if let Some(inner) = core.as_any().downcast_ref::<Inner<T>>() {
+                    return match inner.poll_typed(Some(cx.waker())) {
+                        Poll::Ready(r) => {
+                            *taken.get_mut() = true;
+                            Poll::Ready(r)
+                        }
+                        Poll::Pending => {
+                            crate::future::note_awaiting(core);
+                            Poll::Pending
+                        }
+                    };
+                }
+            }
+            Repr::Gone => {}
+        }
+        this.poll_slow(cx)
+    }
+}
+
+impl<T: Send + 'static> Deferred<T> {
+    /// `poll` for a paused or promoted inline Deferred, a chain whose state
+    /// is of another type (the erased sink), or a consumed handle.
+    #[inline(never)]
+    fn poll_slow(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, Failure>> {
+        if let Repr::Ready(_) = &self.repr {
             // Paused (the waker must be where `unpause` will find it) or
             // promoted: go on with the shared state from now on.
-            if let Repr::Ready(ready) = mem::replace(&mut this.repr, Repr::Gone) {
-                this.repr = Repr::Shared {
+            if let Repr::Ready(ready) = mem::replace(&mut self.repr, Repr::Gone) {
+                self.repr = Repr::Shared {
                     core: ready.into_core(),
                     taken: AtomicBool::new(false),
                 };
             }
         }
-        let Repr::Shared { core, taken } = &this.repr else {
+        let Repr::Shared { core, taken } = &self.repr else {
             return Poll::Ready(Err(Failure::new(crate::error::ResultTakenError {})));
         };
         if let Some(inner) = core.as_any().downcast_ref::<Inner<T>>() {
