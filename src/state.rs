@@ -97,6 +97,12 @@ pub(crate) trait Link: Send {
     /// Drops what ties this link to another Deferred's state (a
     /// [`ContinueSlot`]'s outer Deferred) when it ends up not queued.
     fn unlink(&mut self) {}
+    /// Whether `run` only hands the result to a waiting outer Deferred
+    /// (`Step::ResumeSelf`), with no user code: the runner may then run it
+    /// under the state's lock and end the run in the same lock section.
+    fn continues(&self) -> bool {
+        false
+    }
     /// The output slot, an `Option<Res<Out>>`.
     fn output(&mut self) -> &mut dyn Any;
     /// What the output slot holds.
@@ -291,6 +297,10 @@ impl<U: Send + 'static> Link for ContinueSlot<U> {
 
     fn unlink(&mut self) {
         self.outer = None;
+    }
+
+    fn continues(&self) -> bool {
+        self.outer.is_some()
     }
 
     output_slot!();
@@ -1269,6 +1279,34 @@ impl<T: Send + 'static> Core for Inner<T> {
             self.clear(ARMED);
             if outbox.is_none() {
                 outbox = reverse(st.inbox.take());
+            }
+            // The only link is a continuation (a level of a nested chain):
+            // run it and end this run in this lock section, then hand the
+            // result to the outer Deferred (one lock section less than
+            // running it as any link and handing over after).
+            match outbox.take() {
+                Some(mut link) if link.next.is_none() && link.continues() => {
+                    let step = match &mut held {
+                        Some(h) => link.run(h.output()),
+                        None => link.run(&mut source),
+                    };
+                    if let Step::ResumeSelf(outer) = step {
+                        // Nothing at rest (`Taken`), no links left.
+                        let finish = self.finish(&mut st);
+                        drop(st);
+                        drop(held);
+                        finish.run();
+                        return if outer.resume(link) {
+                            Stop::Switch(outer)
+                        } else {
+                            Stop::Released
+                        };
+                    }
+                    // Not reachable (`continues` means it resumes its
+                    // outer); go on as after any finished link.
+                    held = Some(link);
+                }
+                other => outbox = other,
             }
             drop(st);
 

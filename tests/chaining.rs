@@ -402,3 +402,25 @@ fn implicit_chaining_across_threads() {
     t2.join().unwrap();
     assert_eq!(success_result_of(&outer), 42);
 }
+
+// A level of a nested chain whose outer is paused: the inner's result is
+// handed to the outer, whose callbacks wait for `unpause` (Twisted: a paused
+// Deferred runs nothing, whoever delivers its result).
+#[test]
+fn a_nested_level_delivering_to_a_paused_outer_runs_nothing_until_unpaused() {
+    let log = Log::new();
+    let (inner, ir) = Deferred::<u8>::new();
+    let outer = succeed(()).add_callback(move |_| inner);
+    outer.pause();
+    let l = log.clone();
+    let outer = outer.add_callback(move |v| {
+        l.push(v);
+        Ok(v + 1)
+    });
+    ir.callback(1).unwrap();
+    assert_eq!(log.get(), Vec::<u8>::new());
+    assert!(outer.try_take().is_none());
+    outer.unpause();
+    assert_eq!(log.get(), vec![1]);
+    assert_eq!(success_result_of(&outer), 2);
+}

@@ -185,6 +185,41 @@ fn outer_fires_while_inner_fires() {
     });
 }
 
+// A level of a nested chain (an inline Deferred whose callback returned an
+// unfinished one) ends in the lock section that takes its continuation; the
+// outer gets callbacks added meanwhile.
+#[test]
+fn a_nested_level_delivers_while_callbacks_are_added_to_the_outer() {
+    model(|| {
+        let (inner, ir) = Deferred::<u8>::new();
+        let outer = succeed(()).add_callback(move |_| inner);
+        let t = thread::spawn(move || ir.callback(1).unwrap());
+        let outer = outer.add_callback(|v| Ok(v + 1));
+        let outer = outer.add_callback(|v| Ok(v * 10));
+        t.join().unwrap();
+        assert_eq!(outer.try_take().expect("finished").unwrap(), 20);
+    });
+}
+
+// Two nested levels fired from the innermost while the top is cancelled:
+// either the value comes through or the cancellation does, never neither.
+#[test]
+fn a_two_level_nested_chain_fires_while_the_top_is_cancelled() {
+    model(|| {
+        let (inner, ir) = Deferred::<u8>::new();
+        let mid = succeed(()).add_callback(move |_| inner);
+        let top = succeed(()).add_callback(move |_| mid);
+        let h = top.cancel_handle();
+        let t = thread::spawn(move || h.cancel());
+        let fired = ir.callback(5).is_ok();
+        t.join().unwrap();
+        match top.try_take().expect("finished") {
+            Ok(v) => assert!(fired && v == 5),
+            Err(f) => assert!(f.is::<CancelledError>()),
+        }
+    });
+}
+
 // Found by the stress test (race A): a canceller-less cancel() that loses to
 // callback() must not arm the "swallow one late fire" flag.
 #[test]
