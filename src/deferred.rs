@@ -659,16 +659,7 @@ impl<T: Send + 'static> Future for Deferred<T> {
             }
             Repr::Shared { core, taken } => {
                 if let Some(inner) = core.as_any().downcast_ref::<Inner<T>>() {
-                    return match inner.poll_typed(Some(cx.waker())) {
-                        Poll::Ready(r) => {
-                            *taken.get_mut() = true;
-                            Poll::Ready(r)
-                        }
-                        Poll::Pending => {
-                            crate::future::note_awaiting(core);
-                            Poll::Pending
-                        }
-                    };
+                    return Self::poll_own(inner, core, taken, cx);
                 }
             }
             Repr::Gone => {}
@@ -678,6 +669,27 @@ impl<T: Send + 'static> Future for Deferred<T> {
 }
 
 impl<T: Send + 'static> Deferred<T> {
+    /// `poll` on a shared state of this handle's own type (`core` is
+    /// `inner`): no erased sink.
+    #[inline]
+    fn poll_own(
+        inner: &Inner<T>,
+        core: &Arc<dyn Core>,
+        taken: &AtomicBool,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<T, Failure>> {
+        match inner.poll_typed(Some(cx.waker())) {
+            Poll::Ready(r) => {
+                taken.store(true, Ordering::Relaxed);
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                crate::future::note_awaiting(core);
+                Poll::Pending
+            }
+        }
+    }
+
     /// `poll` for a paused or promoted inline Deferred, a chain whose state
     /// is of another type (the erased sink), or a consumed handle.
     #[inline(never)]
@@ -696,16 +708,7 @@ impl<T: Send + 'static> Deferred<T> {
             return Poll::Ready(Err(Failure::new(crate::error::ResultTakenError {})));
         };
         if let Some(inner) = core.as_any().downcast_ref::<Inner<T>>() {
-            return match inner.poll_typed(Some(cx.waker())) {
-                Poll::Ready(r) => {
-                    taken.store(true, Ordering::Relaxed);
-                    Poll::Ready(r)
-                }
-                Poll::Pending => {
-                    crate::future::note_awaiting(core);
-                    Poll::Pending
-                }
-            };
+            return Self::poll_own(inner, core, taken, cx);
         }
         let mut slot = None;
         match core.poll_take(Some(cx.waker()), &mut |src| {
