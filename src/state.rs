@@ -89,7 +89,8 @@ pub(crate) trait Link: Send {
     /// Moves this link's input out of `src` (an `Option<Res<In>>`; empty or
     /// of another type: the result was taken) and runs the user code. One
     /// virtual call per link, and the input never lives in the link. Called
-    /// with no lock held.
+    /// with no lock held, except for a link whose [`Link::continues`] is
+    /// true (it runs no user code).
     fn run(&mut self, src: &mut dyn Any) -> Step;
     /// Moves a result into this link's output slot from `src` (an
     /// `Option<Res<Out>>`): used when a Deferred this link returned delivers.
