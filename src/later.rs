@@ -28,7 +28,7 @@ mod driver;
 /// `f` returns `Ok(value)`, `Err(failure)` or a `Deferred` to wait for; a
 /// panic in `f` becomes a failure. Cancelling the Deferred before the delay
 /// cancels the timer (so `f` never runs) and fails it with
-/// [`CancelledError`](crate::CancelledError).
+/// [`CancelledError`].
 ///
 /// Calls due at the same time fire in the order they were made. All the
 /// pending calls of a runtime are fired by one timer task of that runtime

@@ -22,7 +22,7 @@
 //! callbacks run synchronously before `put` returns (as in Twisted).
 //!
 //! Cancelling a pending `get` removes it from the waiters and fails it with
-//! [`CancelledError`](crate::CancelledError), so a later `put` goes to the
+//! [`CancelledError`], so a later `put` goes to the
 //! next live waiter (or is buffered); nothing is lost. Cancelling a `get`
 //! that already has its value does nothing. If a `put` in another thread
 //! popped the waiter just before it was cancelled, the `put` gets its value
@@ -155,7 +155,7 @@ impl<T: Send + 'static> DeferredQueue<T> {
     /// were made.
     ///
     /// Cancelling the pending Deferred leaves the queue (it fails with
-    /// [`CancelledError`](crate::CancelledError)); a value is never lost to a
+    /// [`CancelledError`]); a value is never lost to a
     /// cancelled `get`. A pending Deferred that is dropped without being
     /// cancelled keeps its place and swallows one value: cancel it, or use
     /// [`cancel_on_drop`](Deferred::cancel_on_drop) in async code.

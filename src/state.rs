@@ -55,8 +55,9 @@ pub(crate) enum Step {
     ResumeSelf(Arc<dyn Core>),
 }
 
-/// A boxed link with the `next` pointer of the [`LinkQueue`] it sits in,
-/// so queueing a callback allocates nothing beyond the link's own box.
+/// A boxed link with the `next` pointer of the list it sits in (a state's
+/// inbox, or the links a run has not reached yet), so queueing a callback
+/// allocates nothing beyond the link's own box.
 pub(crate) struct Node<L: ?Sized> {
     next: Option<LinkBox>,
     link: L,
