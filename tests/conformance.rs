@@ -10,6 +10,7 @@
 //!   it reads `CONFORMANCE_SCRIPTS` and writes the traces to
 //!   `CONFORMANCE_OUT`.
 
+mod common;
 #[path = "conformance/interp.rs"]
 mod interp;
 

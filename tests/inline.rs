@@ -21,10 +21,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
+mod common;
+
+use common::Capture;
 use proptest::prelude::*;
 use tokio_deferred::*;
 use tracing::subscriber::with_default;
-use tracing_subscriber::fmt::MakeWriter;
 
 // ---------------------------------------------------------------------------
 // Allocation counting, per thread (tests of this binary run in parallel).
@@ -192,26 +194,6 @@ fn debug_of_a_fired_deferred_says_what_it_holds() {
 
 // ---------------------------------------------------------------------------
 // The differential property: inline vs shared.
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 #[error("boom {0}")]
@@ -454,7 +436,7 @@ fn run(inline: bool, start: Result<i64, i64>, plan: &[Op]) -> Vec<String> {
         }
     });
     let mut out = trace.lock().unwrap().clone();
-    let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let text = capture.text();
     for line in text
         .lines()
         .filter(|l| l.contains("tokio_deferred::unhandled"))

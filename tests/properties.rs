@@ -11,10 +11,12 @@
 
 use std::sync::{Arc, Mutex};
 
+mod common;
+
+use common::Capture;
 use proptest::prelude::*;
 use tokio_deferred::{Deferred, DeferredQueue, Failure};
 use tracing::subscriber::with_default;
-use tracing_subscriber::fmt::MakeWriter;
 
 /// The error of a failing link or a failed fire, carrying its tag.
 #[derive(Debug, thiserror::Error)]
@@ -102,27 +104,6 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
-/// Collects what the `tracing` formatter writes, for one thread.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 /// Runs `f` under a thread-local subscriber; returns the number of
 /// `tokio_deferred::unhandled` events.
 fn count_unhandled(f: impl FnOnce()) -> usize {
@@ -132,7 +113,7 @@ fn count_unhandled(f: impl FnOnce()) -> usize {
         .with_ansi(false)
         .finish();
     with_default(subscriber, f);
-    let text = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+    let text = capture.text();
     text.lines()
         .filter(|l| l.contains("tokio_deferred::unhandled"))
         .count()

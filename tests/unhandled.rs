@@ -4,32 +4,9 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
-
 use common::*;
 use tokio_deferred::*;
 use tracing::subscriber::with_default;
-use tracing_subscriber::fmt::MakeWriter;
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
 
 /// Runs `f` with a subscriber; returns the unhandled-error lines.
 fn unhandled_events(f: impl FnOnce()) -> Vec<String> {
@@ -40,7 +17,7 @@ fn unhandled_events(f: impl FnOnce()) -> Vec<String> {
         .with_max_level(tracing::Level::TRACE)
         .finish();
     with_default(subscriber, f);
-    let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let text = capture.text();
     text.lines()
         .filter(|l| l.contains("tokio_deferred::unhandled"))
         .map(str::to_owned)
@@ -146,7 +123,7 @@ fn log_error_logs_and_the_unhandled_report_still_comes() {
     with_default(subscriber, || {
         drop(fail::<u8>(Failure::msg("logged")).add_errback(log_error));
     });
-    let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let text = capture.text();
     assert_eq!(
         text.matches("tokio_deferred::log_error").count(),
         1,
@@ -172,7 +149,7 @@ fn debugging_adds_backtraces_to_the_report() {
         drop(d);
     });
     set_debugging(false);
-    let all = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let all = capture.text();
     assert_eq!(all.matches("tokio_deferred::unhandled").count(), 1, "{all}");
     assert!(all.contains("C: Deferred was created"), "{all}");
     assert!(all.contains("fired=tests/unhandled.rs"), "{all}");

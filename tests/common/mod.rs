@@ -54,3 +54,33 @@ pub struct GenericError(pub String);
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
 #[error("other error")]
 pub struct OtherError;
+
+/// Collects what the `tracing` formatter writes (a `MakeWriter` for
+/// `tracing_subscriber::fmt().with_writer(capture.clone())`), to read the
+/// unhandled-error events back.
+#[derive(Clone, Default)]
+pub struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Capture {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
+    type Writer = Capture;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, Once};
 
 use std::time::Duration;
 
+use crate::common::Capture;
 use tokio_deferred::{
     AlreadyCalledError, CancelHandle, CancelledError, Deferred, DeferredList, DeferredLock,
     DeferredQueue, DeferredSemaphore, Failure, FailureGroup, FirstError, Gather, ManualClock,
@@ -595,21 +596,6 @@ fn simple_op(op: &str, d: &Deferred<Val>) {
     }
 }
 
-/// Collects what the `tracing` formatter writes (the unhandled-error events).
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Turns the captured unhandled-error events into `unhandled <error>`
 /// lines, sorted. `ResolverDroppedError` (dropping the Resolvers at the end
 /// of a script) has no Twisted analogue and is left out (DIFFERENCES.md).
@@ -617,7 +603,7 @@ impl std::io::Write for Capture {
 /// An event line reads `ERROR tokio_deferred::unhandled: Unhandled error in
 /// Deferred: <failure> failure=<failure> error_type="<type>" ...`.
 fn unhandled_lines(capture: &Capture) -> Vec<String> {
-    let text = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+    let text = capture.text();
     let mut out: Vec<String> = text
         .lines()
         .filter(|l| l.contains("tokio_deferred::unhandled"))
