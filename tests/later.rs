@@ -9,7 +9,7 @@ use tokio_deferred::{
 };
 
 mod common;
-use common::Log;
+use common::{Log, failure_result_of};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -281,12 +281,7 @@ fn runtime_shutdown_fails_pending_calls_with_resolver_dropped() {
     });
     assert!(!d.is_called());
     drop(rt);
-    assert!(
-        d.try_take()
-            .unwrap()
-            .unwrap_err()
-            .is::<ResolverDroppedError>()
-    );
+    assert!(failure_result_of(&d).is::<ResolverDroppedError>());
     assert!(
         never_run
             .try_take()
@@ -298,12 +293,7 @@ fn runtime_shutdown_fails_pending_calls_with_resolver_dropped() {
     // Scheduling on the runtime that is gone does not hang either.
     let _guard = handle.enter();
     let late = defer_later(ms(1), || Ok::<_, Failure>(3));
-    assert!(
-        late.try_take()
-            .unwrap()
-            .unwrap_err()
-            .is::<ResolverDroppedError>()
-    );
+    assert!(failure_result_of(&late).is::<ResolverDroppedError>());
 }
 
 #[test]
@@ -319,12 +309,7 @@ fn runtime_shutdown_with_calls_never_driven_fails_them() {
         defer_later(ms(1), || Ok::<_, Failure>(1))
     };
     drop(rt);
-    assert!(
-        d.try_take()
-            .unwrap()
-            .unwrap_err()
-            .is::<ResolverDroppedError>()
-    );
+    assert!(failure_result_of(&d).is::<ResolverDroppedError>());
 }
 
 #[test]
