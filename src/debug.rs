@@ -47,6 +47,7 @@ pub fn set_debugging(on: bool) {
 }
 
 /// Whether Deferred debugging is on (Twisted's `getDebugging`).
+#[inline]
 pub fn is_debugging() -> bool {
     DEBUGGING.load(Ordering::Relaxed)
 }

@@ -96,10 +96,16 @@ impl CooperativeCancel for Driver {
 
 /// Called by `Deferred::poll` when it returns `Pending`: records the
 /// Deferred as awaited by the future being driven on this thread, if any.
+#[inline]
 pub(crate) fn note_awaiting(core: &Arc<dyn Core>) {
-    if DEPTH.get() == 0 {
-        return;
+    if DEPTH.get() != 0 {
+        note_awaiting_driven(core);
     }
+}
+
+/// `note_awaiting` inside a driven future's poll.
+#[inline(never)]
+fn note_awaiting_driven(core: &Arc<dyn Core>) {
     let mark = MARK.get();
     let _ = NOTED.try_with(|noted| {
         let mut noted = noted.borrow_mut();

@@ -524,6 +524,7 @@ pub(crate) fn cancel_core(mut core: Arc<dyn Core>) {
 
 /// Reverses a stack of links threaded through their `next` pointers:
 /// the inbox (newest first) becomes a run list (oldest first).
+#[inline]
 fn reverse(mut stack: Option<LinkBox>) -> Option<LinkBox> {
     let mut out = None;
     while let Some(mut link) = stack {
@@ -682,6 +683,7 @@ struct Finish {
 }
 
 impl Finish {
+    #[inline]
     fn run(self) {
         if let Some(waker) = self.waker {
             waker.wake();
