@@ -17,6 +17,9 @@ use tokio_deferred::{
     Deferred, DeferredLock, DeferredQueue, DeferredSemaphore, Failure, ensure_deferred, succeed,
 };
 
+mod common;
+use common::nested;
+
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
@@ -85,18 +88,6 @@ fn row(what: &str, per: &str, (allocs, held, total): (f64, f64, f64), div: f64, 
         held / div,
         total / div
     );
-}
-
-/// A nested chain as in the `core` bench (each level's callback returns
-/// the level below), unfired.
-fn nested(depth: u64) -> (Deferred<u64>, tokio_deferred::Resolver<u64>) {
-    let (innermost, r) = Deferred::<u64>::new();
-    let mut d = innermost;
-    for _ in 0..depth {
-        let prev = d;
-        d = succeed(()).add_callback(move |_| prev);
-    }
-    (d, r)
 }
 
 fn main() {

@@ -17,7 +17,7 @@ use criterion::{
 use tokio_deferred::{Deferred, Failure, ensure_deferred, succeed};
 
 mod common;
-use common::{ANCHOR, OURS};
+use common::{ANCHOR, OURS, nested};
 
 /// `Deferred::new` + `callback` + `.await` in one task, against tokio's
 /// oneshot create + send + await. The loop runs inside one `block_on` so the
@@ -155,18 +155,6 @@ fn chain(c: &mut Criterion) {
         });
         g.finish();
     }
-}
-
-/// A chain of `depth` nested Deferreds (each level's callback returns the
-/// level below), unfired; the innermost Resolver fires it.
-fn nested(depth: u64) -> (Deferred<u64>, tokio_deferred::Resolver<u64>) {
-    let (innermost, r) = Deferred::<u64>::new();
-    let mut d = innermost;
-    for _ in 0..depth {
-        let prev = d;
-        d = succeed(()).add_callback(move |_| prev);
-    }
-    (d, r)
 }
 
 /// Fires a nested chain from the innermost and takes the result at the top;

@@ -17,18 +17,8 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use tokio_deferred::{Deferred, Resolver, succeed};
-
-/// The same chain as `benches/core.rs`'s `nested`.
-fn nested(depth: u64) -> (Deferred<u64>, Resolver<u64>) {
-    let (innermost, r) = Deferred::<u64>::new();
-    let mut d = innermost;
-    for _ in 0..depth {
-        let prev = d;
-        d = succeed(()).add_callback(move |_| prev);
-    }
-    (d, r)
-}
+mod common;
+use common::nested;
 
 /// Builds, fires (timed) and drops one chain; returns ns per level.
 fn round(depth: u64) -> f64 {

@@ -14,6 +14,7 @@
 use std::time::Duration;
 
 use criterion::Criterion;
+use tokio_deferred::{Deferred, Resolver, succeed};
 
 /// The id of our side of a group.
 pub const OURS: &str = "ours";
@@ -46,4 +47,17 @@ pub fn multi_thread() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("build a multi-thread runtime")
+}
+
+/// A chain of `depth` nested Deferreds (each level's callback returns the
+/// level below), unfired; the innermost Resolver fires it. The chain of the
+/// nested rows (`core`), the allocation table (`alloc`) and `nested_layout`.
+pub fn nested(depth: u64) -> (Deferred<u64>, Resolver<u64>) {
+    let (innermost, r) = Deferred::<u64>::new();
+    let mut d = innermost;
+    for _ in 0..depth {
+        let prev = d;
+        d = succeed(()).add_callback(move |_| prev);
+    }
+    (d, r)
 }
