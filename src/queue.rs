@@ -122,6 +122,7 @@ impl<T: Send + 'static> DeferredQueue<T> {
     ///
     /// [`QueueOverflow`], holding `value`, when nobody is waiting and `size`
     /// values are already buffered.
+    #[inline]
     pub fn put(&self, value: T) -> Result<(), QueueOverflow<T>> {
         let mut value = value;
         let mut st = self.inner.lock();
@@ -165,6 +166,7 @@ impl<T: Send + 'static> DeferredQueue<T> {
     /// [`QueueUnderflow`] when nothing is buffered and `backlog` gets are
     /// already waiting.
     #[track_caller]
+    #[inline]
     pub fn get(&self) -> Result<Deferred<T>, QueueUnderflow> {
         let mut st = self.inner.lock();
         if let Some(value) = st.pending.pop_front() {
