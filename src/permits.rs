@@ -288,14 +288,11 @@ impl<P: Permit> Pool<P> {
     }
 
     /// Takes a free token (one lock round trip, nothing allocated: the
-    /// caller builds what it hands out), or queues a waiter.
+    /// caller builds what it hands out), or queues a waiter for a permit.
     #[track_caller]
     #[inline]
     pub(crate) fn acquire_or_wait(self: &Arc<Self>) -> Acquired<P> {
-        match self.try_fast_acquire() {
-            Some(generation) => Acquired::Now(generation),
-            None => self.acquire_slow(Waiter::Guard),
-        }
+        self.acquire_or_queue(Waiter::Guard)
     }
 
     /// Twisted's `acquire()`: a Deferred that fires with the plain handle
@@ -304,19 +301,23 @@ impl<P: Permit> Pool<P> {
     #[track_caller]
     #[inline]
     pub(crate) fn acquire_handle(self: &Arc<Self>) -> Deferred<P::Handle> {
-        match self.acquire_handle_or_wait() {
+        match self.acquire_or_queue(Waiter::Handle) {
             Acquired::Now(_) => crate::succeed(P::handle(self.clone())),
             Acquired::Queued(d) => d,
         }
     }
 
-    /// Takes a free token, or queues a waiter for the plain handle.
+    /// Takes a free token, or queues `waiter` (a permit's or a plain
+    /// handle's).
     #[track_caller]
     #[inline]
-    fn acquire_handle_or_wait(self: &Arc<Self>) -> Acquired<P::Handle> {
+    fn acquire_or_queue<X: Send + 'static>(
+        self: &Arc<Self>,
+        waiter: fn(Resolver<X>) -> Waiter<P>,
+    ) -> Acquired<X> {
         match self.try_fast_acquire() {
             Some(generation) => Acquired::Now(generation),
-            None => self.acquire_slow(Waiter::Handle),
+            None => self.acquire_slow(waiter),
         }
     }
 
@@ -506,7 +507,7 @@ where
     }
 }
 
-/// What [`Pool::acquire_or_wait`] / [`Pool::acquire_handle_or_wait`] got.
+/// What [`Pool::acquire_or_wait`] / [`Pool::acquire_or_queue`] got.
 pub(crate) enum Acquired<X: Send + 'static> {
     /// A free token, taken as grant number `.0`.
     Now(u64),
@@ -668,7 +669,7 @@ mod tests {
     fn refused_handle_delivery_goes_to_the_next_waiter() {
         let pool = Pool::<DeferredLockGuard>::new(1);
         let held = pool.acquire().try_take().unwrap().unwrap();
-        let Acquired::Queued(cancelled) = pool.acquire_handle_or_wait() else {
+        let Acquired::Queued(cancelled) = pool.acquire_or_queue(Waiter::Handle) else {
             panic!("the token is held: the acquire must queue");
         };
         let next = pool.acquire();
