@@ -14,42 +14,15 @@
 // A bench target's `main` and helpers need no docs.
 #![allow(missing_docs)]
 
-use std::future::{Future, poll_fn};
-use std::task::Poll;
 use std::time::Instant;
 
-use tokio_deferred::{Deferred, gather_results};
+mod common;
+use common::{gather_in_task, join_all_in_task};
 
-fn join_all_round(rt: &tokio::runtime::Runtime, n: usize) -> f64 {
+/// One workload timed, in ns per element.
+fn round(work: impl FnOnce() -> usize, n: usize) -> f64 {
     let start = Instant::now();
-    rt.block_on(async {
-        let (txs, rxs): (Vec<_>, Vec<_>) = (0..n)
-            .map(|_| tokio::sync::oneshot::channel::<u64>())
-            .unzip();
-        let mut all = Box::pin(futures::future::join_all(rxs));
-        poll_fn(|cx| {
-            assert!(all.as_mut().poll(cx).is_pending());
-            Poll::Ready(())
-        })
-        .await;
-        for (i, tx) in txs.into_iter().enumerate() {
-            tx.send(i as u64).unwrap();
-        }
-        assert_eq!(all.await.len(), n);
-    });
-    start.elapsed().as_nanos() as f64 / n as f64
-}
-
-fn gather_round(rt: &tokio::runtime::Runtime, n: usize) -> f64 {
-    let start = Instant::now();
-    rt.block_on(async {
-        let (ds, rs): (Vec<_>, Vec<_>) = (0..n).map(|_| Deferred::<u64>::new()).unzip();
-        let all = gather_results(ds);
-        for (i, r) in rs.into_iter().enumerate() {
-            r.callback(i as u64).unwrap();
-        }
-        assert_eq!(all.await.unwrap().len(), n);
-    });
+    assert_eq!(work(), n);
     start.elapsed().as_nanos() as f64 / n as f64
 }
 
@@ -60,22 +33,20 @@ fn main() {
     if filter.is_some_and(|f| !"gather_scaling".contains(f.as_str())) {
         return;
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("build a current-thread runtime");
+    let rt = common::current_thread();
     // One round of each at the largest n first: glibc raises its trim
     // threshold after the first large free (see `prime_allocator` in
     // benches/primitives.rs), so no round pays for re-faulting its heap.
-    join_all_round(&rt, 40_000);
-    gather_round(&rt, 40_000);
+    join_all_in_task(&rt, 40_000);
+    gather_in_task(&rt, 40_000);
     println!("| n | join_all in a task (ns/element) | gather_results (ns/element) |");
     println!("|---|---|---|");
     for n in [1_000, 5_000, 10_000, 20_000, 40_000] {
         let mut join_all = f64::MAX;
         let mut gather = f64::MAX;
         for _ in 0..5 {
-            join_all = join_all.min(join_all_round(&rt, n));
-            gather = gather.min(gather_round(&rt, n));
+            join_all = join_all.min(round(|| join_all_in_task(&rt, n), n));
+            gather = gather.min(round(|| gather_in_task(&rt, n), n));
         }
         println!("| {n} | {join_all:.0} | {gather:.0} |");
     }

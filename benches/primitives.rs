@@ -5,18 +5,19 @@
 #![allow(missing_docs)]
 
 use std::future::Future;
-use std::future::poll_fn;
 use std::hint::black_box;
-use std::pin::{Pin, pin};
+use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use futures::future::JoinAll;
-use tokio_deferred::{Deferred, DeferredLock, DeferredQueue, DeferredSemaphore, gather_results};
+use tokio_deferred::{DeferredLock, DeferredQueue, DeferredSemaphore, gather_results};
 
 mod common;
-use common::{ANCHOR, OURS};
+use common::{
+    ANCHOR, OURS, fire_all, gather_in_task, gather_inputs, join_all_in_task, join_all_inputs,
+    send_all,
+};
 
 fn ready<F: Future>(f: F) -> F::Output {
     let mut f = pin!(f);
@@ -36,26 +37,8 @@ fn ready<F: Future>(f: F) -> F::Output {
 /// gathering avoids; `gather_results` polls nothing).
 fn gather(c: &mut Criterion) {
     let rt = common::current_thread();
-    let ours = || {
-        rt.block_on(async {
-            let (ds, rs) = gather_inputs();
-            let all = gather_results(ds);
-            fire_all(rs);
-            all.await.unwrap().len()
-        })
-    };
-    let anchor = || {
-        rt.block_on(async {
-            let (txs, mut all) = join_all_inputs();
-            poll_fn(|cx| {
-                assert!(all.as_mut().poll(cx).is_pending());
-                Poll::Ready(())
-            })
-            .await;
-            send_all(txs);
-            all.await.len()
-        })
-    };
+    let ours = || gather_in_task(&rt, GATHER_N);
+    let anchor = || join_all_in_task(&rt, GATHER_N);
     prime_allocator(&ours, &anchor);
     let mut g = c.benchmark_group("gather_results_10000");
     g.throughput(Throughput::Elements(GATHER_N as u64));
@@ -72,13 +55,13 @@ fn gather(c: &mut Criterion) {
 /// (oneshots and `join_all`'s slots).
 fn gather_no_runtime(c: &mut Criterion) {
     let ours = || {
-        let (ds, rs) = gather_inputs();
+        let (ds, rs) = gather_inputs(GATHER_N);
         let all = gather_results(ds);
         fire_all(rs);
         all.try_take().unwrap().unwrap().len()
     };
     let anchor = || {
-        let (txs, mut all) = join_all_inputs();
+        let (txs, mut all) = join_all_inputs(GATHER_N);
         let mut cx = Context::from_waker(Waker::noop());
         assert!(all.as_mut().poll(&mut cx).is_pending());
         send_all(txs);
@@ -107,31 +90,6 @@ fn prime_allocator(ours: &impl Fn() -> usize, anchor: &impl Fn() -> usize) {
 }
 
 const GATHER_N: usize = 10_000;
-
-type Gathered = Pin<Box<JoinAll<tokio::sync::oneshot::Receiver<u64>>>>;
-
-fn gather_inputs() -> (Vec<Deferred<u64>>, Vec<tokio_deferred::Resolver<u64>>) {
-    (0..GATHER_N).map(|_| Deferred::<u64>::new()).unzip()
-}
-
-fn fire_all(rs: Vec<tokio_deferred::Resolver<u64>>) {
-    for (i, r) in rs.into_iter().enumerate() {
-        r.callback(i as u64).unwrap();
-    }
-}
-
-fn join_all_inputs() -> (Vec<tokio::sync::oneshot::Sender<u64>>, Gathered) {
-    let (txs, rxs): (Vec<_>, Vec<_>) = (0..GATHER_N)
-        .map(|_| tokio::sync::oneshot::channel::<u64>())
-        .unzip();
-    (txs, Box::pin(futures::future::join_all(rxs)))
-}
-
-fn send_all(txs: Vec<tokio::sync::oneshot::Sender<u64>>) {
-    for (i, tx) in txs.into_iter().enumerate() {
-        tx.send(i as u64).unwrap();
-    }
-}
 
 /// `DeferredQueue` put + get (the value is there) vs tokio's unbounded mpsc
 /// send + recv. Both sides consume the result by polling it once, as

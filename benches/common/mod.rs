@@ -14,7 +14,13 @@
 use std::time::Duration;
 
 use criterion::Criterion;
-use tokio_deferred::{Deferred, Resolver, succeed};
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::task::Poll;
+
+use futures::future::JoinAll;
+use tokio::sync::oneshot;
+use tokio_deferred::{Deferred, Resolver, gather_results, succeed};
 
 /// The id of our side of a group.
 pub const OURS: &str = "ours";
@@ -60,4 +66,62 @@ pub fn nested(depth: u64) -> (Deferred<u64>, Resolver<u64>) {
         d = succeed(()).add_callback(move |_| prev);
     }
     (d, r)
+}
+
+/// `n` unfired Deferreds and their Resolvers (the gather rows' inputs).
+pub fn gather_inputs(n: usize) -> (Vec<Deferred<u64>>, Vec<Resolver<u64>>) {
+    (0..n).map(|_| Deferred::<u64>::new()).unzip()
+}
+
+/// Fires every Resolver, in order, with its index.
+pub fn fire_all(rs: Vec<Resolver<u64>>) {
+    for (i, r) in rs.into_iter().enumerate() {
+        r.callback(i as u64).unwrap();
+    }
+}
+
+/// `join_all` over `n` tokio oneshot receivers, and their senders.
+pub type JoinAllInputs = (
+    Vec<oneshot::Sender<u64>>,
+    Pin<Box<JoinAll<oneshot::Receiver<u64>>>>,
+);
+
+/// The anchor's inputs: `n` oneshot channels, the receivers in `join_all`.
+pub fn join_all_inputs(n: usize) -> JoinAllInputs {
+    let (txs, rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| oneshot::channel::<u64>()).unzip();
+    (txs, Box::pin(futures::future::join_all(rxs)))
+}
+
+/// Sends every sender, in order, its index.
+pub fn send_all(txs: Vec<oneshot::Sender<u64>>) {
+    for (i, tx) in txs.into_iter().enumerate() {
+        tx.send(i as u64).unwrap();
+    }
+}
+
+/// In a task of `rt`: `gather_results` over `n` Deferreds fired after
+/// gathering, awaited. Returns how many results came back.
+pub fn gather_in_task(rt: &tokio::runtime::Runtime, n: usize) -> usize {
+    rt.block_on(async {
+        let (ds, rs) = gather_inputs(n);
+        let all = gather_results(ds);
+        fire_all(rs);
+        all.await.unwrap().len()
+    })
+}
+
+/// In a task of `rt`: `join_all` over `n` oneshot receivers polled pending,
+/// then sent, then awaited (Tokio's coop budget applies). Returns how many
+/// results came back.
+pub fn join_all_in_task(rt: &tokio::runtime::Runtime, n: usize) -> usize {
+    rt.block_on(async {
+        let (txs, mut all) = join_all_inputs(n);
+        poll_fn(|cx| {
+            assert!(all.as_mut().poll(cx).is_pending());
+            Poll::Ready(())
+        })
+        .await;
+        send_all(txs);
+        all.await.len()
+    })
 }
