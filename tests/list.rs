@@ -385,7 +385,7 @@ fn inputs_fired_from_many_threads_fire_the_list_once() {
         f.fetch_add(1, Ordering::SeqCst);
         Ok(v)
     });
-    fire_from_threads(rs, THREADS);
+    fire_from_threads(rs, THREADS, |i, r| r.callback(i).unwrap());
     assert_eq!(fired.load(Ordering::SeqCst), 1);
     let out: Vec<usize> = dl
         .try_take()
@@ -755,7 +755,7 @@ fn gather_inputs_fired_from_many_threads_collects_every_value_once() {
         f.fetch_add(1, Ordering::SeqCst);
         Ok(v)
     });
-    fire_from_threads(rs, THREADS);
+    fire_from_threads(rs, THREADS, |i, r| r.callback(i).unwrap());
     assert_eq!(fired.load(Ordering::SeqCst), 1);
     assert_eq!(
         all.try_take().unwrap().unwrap(),
@@ -911,21 +911,11 @@ fn failures_from_many_threads_fire_a_gather_once_with_one_first_error() {
             f.fetch_add(1, Ordering::SeqCst);
             r
         });
-    let mut chunks: Vec<Vec<(usize, Resolver<usize>)>> = (0..THREADS).map(|_| Vec::new()).collect();
-    for (i, r) in rs.into_iter().enumerate() {
-        chunks[i % THREADS].push((i, r));
-    }
-    std::thread::scope(|s| {
-        for chunk in chunks {
-            s.spawn(move || {
-                for (i, r) in chunk {
-                    if i % 3 == 0 {
-                        r.errback(GenericError("odd one")).unwrap();
-                    } else {
-                        r.callback(i).unwrap();
-                    }
-                }
-            });
+    fire_from_threads(rs, THREADS, |i, r| {
+        if i % 3 == 0 {
+            r.errback(GenericError("odd one")).unwrap();
+        } else {
+            r.callback(i).unwrap();
         }
     });
     assert_eq!(fired.load(Ordering::SeqCst), 1);
@@ -989,18 +979,23 @@ fn cancelling_a_race_over_a_gather_fires_both_before_the_gathers_other_inputs_ar
     assert!(raced.try_take().unwrap().is_err());
 }
 
-/// Fires resolver `i` with `i`, spreading the resolvers over `threads`
-/// threads (round robin), and waits for them all.
-fn fire_from_threads(rs: Vec<Resolver<usize>>, threads: usize) {
+/// Runs `fire(i, resolver i)` for every resolver, spreading them over
+/// `threads` threads (round robin), and waits for them all.
+fn fire_from_threads(
+    rs: Vec<Resolver<usize>>,
+    threads: usize,
+    fire: impl Fn(usize, Resolver<usize>) + Sync,
+) {
     let mut chunks: Vec<Vec<(usize, Resolver<usize>)>> = (0..threads).map(|_| Vec::new()).collect();
     for (i, r) in rs.into_iter().enumerate() {
         chunks[i % threads].push((i, r));
     }
+    let fire = &fire;
     std::thread::scope(|s| {
         for chunk in chunks {
             s.spawn(move || {
                 for (i, r) in chunk {
-                    r.callback(i).unwrap();
+                    fire(i, r);
                 }
             });
         }
