@@ -23,10 +23,9 @@ use std::task::{Context, Poll, Wake, Waker};
 
 mod common;
 
-use common::Capture;
+use common::capture_tracing;
 use proptest::prelude::*;
 use tokio_deferred::*;
-use tracing::subscriber::with_default;
 
 // ---------------------------------------------------------------------------
 // Allocation counting, per thread (tests of this binary run in parallel).
@@ -307,12 +306,7 @@ fn fired(inline: bool, r: Result<i64, i64>) -> Deferred<i64> {
 /// Deferreds the callbacks return too); returns everything observable.
 fn run(inline: bool, start: Result<i64, i64>, plan: &[Op]) -> Vec<String> {
     let trace = Arc::new(Mutex::new(Vec::<String>::new()));
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(capture.clone())
-        .with_ansi(false)
-        .finish();
-    with_default(subscriber, || {
+    let ((), text) = capture_tracing(|| {
         let t = trace.clone();
         let log = move |s: String| t.lock().unwrap().push(s);
         let d = fired(inline, start);
@@ -436,7 +430,6 @@ fn run(inline: bool, start: Result<i64, i64>, plan: &[Op]) -> Vec<String> {
         }
     });
     let mut out = trace.lock().unwrap().clone();
-    let text = capture.text();
     for line in text
         .lines()
         .filter(|l| l.contains("tokio_deferred::unhandled"))

@@ -1,8 +1,10 @@
 //! DeferredList, gather_results, gather2/3, race, FirstError, FailureGroup.
 
-use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+
+mod common;
+use common::capture_tracing;
 
 use tokio_deferred::{
     CancelledError, Deferred, DeferredList, Failure, FailureGroup, FirstError, Gather,
@@ -16,25 +18,7 @@ struct GenericError(&'static str);
 /// Runs `f` with a subscriber that counts the unhandled-error events it
 /// emits on this thread.
 fn count_unhandled<R>(f: impl FnOnce() -> R) -> (R, usize) {
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-    impl Write for Buf {
-        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(data);
-            Ok(data.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buf = Buf::default();
-    let writer = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let r = tracing::subscriber::with_default(subscriber, f);
-    let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let (r, text) = capture_tracing(f);
     (r, text.matches("Unhandled error in Deferred").count())
 }
 

@@ -13,10 +13,9 @@ use std::sync::{Arc, Mutex};
 
 mod common;
 
-use common::Capture;
+use common::capture_tracing;
 use proptest::prelude::*;
 use tokio_deferred::{Deferred, DeferredQueue, Failure};
-use tracing::subscriber::with_default;
 
 /// The error of a failing link or a failed fire, carrying its tag.
 #[derive(Debug, thiserror::Error)]
@@ -107,13 +106,7 @@ fn step() -> impl Strategy<Value = Step> {
 /// Runs `f` under a thread-local subscriber; returns the number of
 /// `tokio_deferred::unhandled` events.
 fn count_unhandled(f: impl FnOnce()) -> usize {
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(capture.clone())
-        .with_ansi(false)
-        .finish();
-    with_default(subscriber, f);
-    let text = capture.text();
+    let ((), text) = capture_tracing(f);
     text.lines()
         .filter(|l| l.contains("tokio_deferred::unhandled"))
         .count()
@@ -133,6 +126,7 @@ proptest! {
     fn every_link_runs_once_in_order_and_the_result_is_delivered_once(
         steps in prop::collection::vec(step(), 0..16),
     ) {
+        common::scoped_tracing();
         let seen = Seen::default();
         let (d, r) = Deferred::<i64>::new();
         let mut d = Some(d);
@@ -198,6 +192,7 @@ proptest! {
         extra_unpauses in 0usize..3,
         n_links in 1usize..6,
     ) {
+        common::scoped_tracing();
         let seen = Seen::default();
         let (d, r) = Deferred::<i64>::new();
         let mut d = d;
@@ -255,6 +250,7 @@ proptest! {
         take in any::<bool>(),
         fire_after in any::<bool>(),
     ) {
+        common::scoped_tracing();
         let expected = model(start, &links);
         let seen = Seen::default();
         let events = count_unhandled(|| {
@@ -295,6 +291,7 @@ proptest! {
         size in prop::option::of(0usize..4),
         backlog in prop::option::of(0usize..4),
     ) {
+        common::scoped_tracing();
         let q = DeferredQueue::<u32>::new(size, backlog);
         let got: Arc<Mutex<Vec<(usize, u32)>>> = Arc::default();
         let mut gets: Vec<Deferred<()>> = Vec::new();

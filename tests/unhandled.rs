@@ -6,18 +6,10 @@ mod common;
 
 use common::*;
 use tokio_deferred::*;
-use tracing::subscriber::with_default;
 
 /// Runs `f` with a subscriber; returns the unhandled-error lines.
 fn unhandled_events(f: impl FnOnce()) -> Vec<String> {
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(capture.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::TRACE)
-        .finish();
-    with_default(subscriber, f);
-    let text = capture.text();
+    let ((), text) = capture_tracing(f);
     text.lines()
         .filter(|l| l.contains("tokio_deferred::unhandled"))
         .map(str::to_owned)
@@ -115,15 +107,9 @@ fn a_failure_nobody_handles_after_resolver_drop_is_reported() {
 
 #[test]
 fn log_error_logs_and_the_unhandled_report_still_comes() {
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(capture.clone())
-        .with_ansi(false)
-        .finish();
-    with_default(subscriber, || {
+    let ((), text) = capture_tracing(|| {
         drop(fail::<u8>(Failure::msg("logged")).add_errback(log_error));
     });
-    let text = capture.text();
     assert_eq!(
         text.matches("tokio_deferred::log_error").count(),
         1,
@@ -138,18 +124,12 @@ fn log_error_logs_and_the_unhandled_report_still_comes() {
 
 #[test]
 fn debugging_adds_backtraces_to_the_report() {
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(capture.clone())
-        .with_ansi(false)
-        .finish();
     set_debugging(true);
-    with_default(subscriber, || {
+    let ((), all) = capture_tracing(|| {
         let d = fail::<u8>(Failure::msg("traced"));
         drop(d);
     });
     set_debugging(false);
-    let all = capture.text();
     assert_eq!(all.matches("tokio_deferred::unhandled").count(), 1, "{all}");
     assert!(all.contains("C: Deferred was created"), "{all}");
     assert!(all.contains("fired=tests/unhandled.rs"), "{all}");

@@ -84,3 +84,32 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
         self.clone()
     }
 }
+
+/// Call first in every test of a binary where some tests capture events
+/// with a scoped subscriber (`with_default`) while others emit unhandled
+/// errors with none. Until the first scoped dispatcher is registered,
+/// `tracing-core` caches a callsite's interest without taking its lock, so
+/// the unhandled-error callsite first hit on another test's thread at that
+/// moment can be cached as "never" just after a capturing test registered
+/// its subscriber, and that test's event is lost (seen once in CI). This
+/// registers a scoped dispatcher once, before any test emits.
+pub fn scoped_tracing() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {});
+    });
+}
+
+/// Runs `f` with a `tracing` subscriber on this thread (all levels, no
+/// colours) and returns `f`'s result and everything the subscriber wrote.
+pub fn capture_tracing<R>(f: impl FnOnce() -> R) -> (R, String) {
+    scoped_tracing();
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(capture.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::TRACE)
+        .finish();
+    let r = tracing::subscriber::with_default(subscriber, f);
+    (r, capture.text())
+}

@@ -629,6 +629,7 @@ fn unhandled_lines(capture: &Capture) -> Vec<String> {
 pub fn run_script(ops: &[String]) -> Vec<String> {
     install_quiet_hook();
     let log = Log::default();
+    crate::common::scoped_tracing();
     let capture = Capture::default();
     let writer = capture.clone();
     let subscriber = tracing_subscriber::fmt()
