@@ -44,6 +44,34 @@ fn run(workload: &str, n: u64) {
                 black_box(d.try_take());
             }
         }
+        // new + 10 callbacks + fire + take (criterion's chain_10) and its
+        // anchor, a `Vec<Box<dyn FnOnce>>` of ten.
+        "chain_10" => {
+            for _ in 0..n {
+                let (d, r) = Deferred::<u64>::new();
+                let mut d = d;
+                for k in 0..10u64 {
+                    let k = black_box(k);
+                    d = d.add_callback(move |v: u64| Ok::<_, Failure>(v.wrapping_add(k)));
+                }
+                r.callback(black_box(0)).unwrap();
+                black_box(d.try_take());
+            }
+        }
+        "boxed_fn_10" => {
+            for _ in 0..n {
+                let mut fs: Vec<Box<dyn FnOnce(u64) -> u64>> = Vec::with_capacity(10);
+                for k in 0..10u64 {
+                    let k = black_box(k);
+                    fs.push(Box::new(move |v: u64| v.wrapping_add(k)));
+                }
+                let mut v = black_box(0u64);
+                for f in fs {
+                    v = f(v);
+                }
+                black_box(v);
+            }
+        }
         "ensure_ready" => {
             for _ in 0..n {
                 black_box(ensure_deferred(async { Ok::<_, Failure>(1u64) }).try_take());

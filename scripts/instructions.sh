@@ -15,7 +15,7 @@ count() {
   rm -f "$out"
 }
 for w in oneshot_send_recv:2000 succeed_take:2000 new_fire_take:2000 oneshot_pending_send_recv:2000 pending_fire_take:2000 \
-         callback:2000 chain_100:200 ensure_ready:2000 nested_level:2000 gather_elem:10000 gather_base:10000 \
+         callback:2000 chain_10:2000 boxed_fn_10:2000 chain_100:200 ensure_ready:2000 nested_level:2000 gather_elem:10000 gather_base:10000 \
          queue_put_get:2000 lock_acquire_release:2000 semaphore_acquire_release:2000 \
          lock_run:2000 lock_handover:2000 mpsc_send_recv:2000 tokio_mutex:2000 tokio_semaphore:2000; do
   name=${w%%:*} n=${w##*:}
