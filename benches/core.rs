@@ -127,32 +127,8 @@ fn chain(c: &mut Criterion) {
     for n in [10u64, 100] {
         let mut g = c.benchmark_group(format!("chain_{n}"));
         g.throughput(Throughput::Elements(n));
-        g.bench_function(OURS, |b| {
-            b.iter(|| {
-                let (d, r) = Deferred::<u64>::new();
-                let mut d = d;
-                for k in 0..n {
-                    let k = black_box(k);
-                    d = d.add_callback(move |v: u64| Ok::<_, Failure>(v.wrapping_add(k)));
-                }
-                r.callback(black_box(0)).unwrap();
-                black_box(d.try_take().unwrap().unwrap())
-            })
-        });
-        g.bench_function(ANCHOR, |b| {
-            b.iter(|| {
-                let mut fs: Vec<Box<dyn FnOnce(u64) -> u64>> = Vec::with_capacity(n as usize);
-                for k in 0..n {
-                    let k = black_box(k);
-                    fs.push(Box::new(move |v: u64| v.wrapping_add(k)));
-                }
-                let mut v = black_box(0u64);
-                for f in fs {
-                    v = f(v);
-                }
-                black_box(v)
-            })
-        });
+        g.bench_function(OURS, |b| b.iter(|| black_box(common::callback_chain(n))));
+        g.bench_function(ANCHOR, |b| b.iter(|| black_box(common::boxed_closures(n))));
         g.finish();
     }
 }

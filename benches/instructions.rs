@@ -7,6 +7,8 @@
 use std::future::Future;
 use std::hint::black_box;
 
+mod common;
+
 use tokio_deferred::{
     Deferred, DeferredLock, DeferredQueue, DeferredSemaphore, Failure, ensure_deferred,
     gather_results, succeed,
@@ -35,41 +37,19 @@ fn run(workload: &str, n: u64) {
         // new + 100 add_callback + fire + take (criterion's chain_100).
         "chain_100" => {
             for _ in 0..n {
-                let (d, r) = Deferred::<u64>::new();
-                let mut d = d;
-                for k in 0..100u64 {
-                    d = d.add_callback(move |v: u64| Ok::<_, Failure>(v + k));
-                }
-                r.callback(black_box(0)).unwrap();
-                black_box(d.try_take());
+                black_box(common::callback_chain(100));
             }
         }
         // new + 10 callbacks + fire + take (criterion's chain_10) and its
         // anchor, a `Vec<Box<dyn FnOnce>>` of ten.
         "chain_10" => {
             for _ in 0..n {
-                let (d, r) = Deferred::<u64>::new();
-                let mut d = d;
-                for k in 0..10u64 {
-                    let k = black_box(k);
-                    d = d.add_callback(move |v: u64| Ok::<_, Failure>(v.wrapping_add(k)));
-                }
-                r.callback(black_box(0)).unwrap();
-                black_box(d.try_take());
+                black_box(common::callback_chain(10));
             }
         }
         "boxed_fn_10" => {
             for _ in 0..n {
-                let mut fs: Vec<Box<dyn FnOnce(u64) -> u64>> = Vec::with_capacity(10);
-                for k in 0..10u64 {
-                    let k = black_box(k);
-                    fs.push(Box::new(move |v: u64| v.wrapping_add(k)));
-                }
-                let mut v = black_box(0u64);
-                for f in fs {
-                    v = f(v);
-                }
-                black_box(v);
+                black_box(common::boxed_closures(10));
             }
         }
         "ensure_ready" => {
@@ -79,12 +59,7 @@ fn run(workload: &str, n: u64) {
         }
         // One nested chain of `n` levels, built, fired from the innermost.
         "nested_level" => {
-            let (innermost, r) = Deferred::<u64>::new();
-            let mut d = innermost;
-            for _ in 0..n {
-                let prev = d;
-                d = succeed(()).add_callback(move |_| prev);
-            }
+            let (d, r) = common::nested(n);
             r.callback(1).unwrap();
             black_box(d.try_take());
         }

@@ -11,6 +11,7 @@
 
 #![allow(dead_code)]
 
+use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::Criterion;
@@ -20,7 +21,7 @@ use std::task::Poll;
 
 use futures::future::JoinAll;
 use tokio::sync::oneshot;
-use tokio_deferred::{Deferred, Resolver, gather_results, succeed};
+use tokio_deferred::{Deferred, Failure, Resolver, gather_results, succeed};
 
 /// The id of our side of a group.
 pub const OURS: &str = "ours";
@@ -66,6 +67,38 @@ pub fn nested(depth: u64) -> (Deferred<u64>, Resolver<u64>) {
         d = succeed(()).add_callback(move |_| prev);
     }
     (d, r)
+}
+
+/// The chain rows' workload: `new` + `n` x `add_callback` + fire + take
+/// the result (`core`'s chain groups, `instructions`' chain workloads).
+/// Inlined into the measured loop, as the code it replaced was.
+#[inline(always)]
+pub fn callback_chain(n: u64) -> u64 {
+    let (d, r) = Deferred::<u64>::new();
+    let mut d = d;
+    for k in 0..n {
+        let k = black_box(k);
+        d = d.add_callback(move |v: u64| Ok::<_, Failure>(v.wrapping_add(k)));
+    }
+    r.callback(black_box(0)).unwrap();
+    d.try_take().unwrap().unwrap()
+}
+
+/// The chain rows' anchor: a `Vec<Box<dyn FnOnce(u64) -> u64>>` of `n`
+/// closures, built and run in order (each closure captures a `u64`, so each
+/// box is one allocation, as each callback is).
+#[inline(always)]
+pub fn boxed_closures(n: u64) -> u64 {
+    let mut fs: Vec<Box<dyn FnOnce(u64) -> u64>> = Vec::with_capacity(n as usize);
+    for k in 0..n {
+        let k = black_box(k);
+        fs.push(Box::new(move |v: u64| v.wrapping_add(k)));
+    }
+    let mut v = black_box(0u64);
+    for f in fs {
+        v = f(v);
+    }
+    v
 }
 
 /// `n` unfired Deferreds and their Resolvers (the gather rows' inputs).
