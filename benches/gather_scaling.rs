@@ -27,10 +27,7 @@ fn round(work: impl FnOnce() -> usize, n: usize) -> f64 {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; a filter argument that names another
-    // bench skips this one.
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with("--"));
-    if filter.is_some_and(|f| !"gather_scaling".contains(f.as_str())) {
+    if !common::selected("gather_scaling") {
         return;
     }
     let rt = common::current_thread();

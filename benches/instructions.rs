@@ -65,11 +65,9 @@ fn run(workload: &str, n: u64) {
         }
         // gather_results over `n` Deferreds fired after gathering.
         "gather_elem" => {
-            let (ds, rs): (Vec<_>, Vec<_>) = (0..n).map(|_| Deferred::<u64>::new()).unzip();
+            let (ds, rs) = common::gather_inputs(n as usize);
             let all = gather_results(ds);
-            for (i, r) in rs.into_iter().enumerate() {
-                r.callback(i as u64).unwrap();
-            }
+            common::fire_all(rs);
             black_box(all.try_take());
         }
         // The same Deferreds created, fired and taken without the gather:
@@ -77,10 +75,8 @@ fn run(workload: &str, n: u64) {
         // (10,000 live Deferreds stress the allocator more than
         // `new_fire_take`, which reuses one allocation).
         "gather_base" => {
-            let (ds, rs): (Vec<_>, Vec<_>) = (0..n).map(|_| Deferred::<u64>::new()).unzip();
-            for (i, r) in rs.into_iter().enumerate() {
-                r.callback(i as u64).unwrap();
-            }
+            let (ds, rs) = common::gather_inputs(n as usize);
+            common::fire_all(rs);
             for d in &ds {
                 black_box(d.try_take());
             }

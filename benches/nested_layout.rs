@@ -14,28 +14,15 @@
 // A bench target's `main` and helpers need no docs.
 #![allow(missing_docs)]
 
-use std::hint::black_box;
-use std::time::Instant;
-
 mod common;
-use common::nested;
 
 /// Builds, fires (timed) and drops one chain; returns ns per level.
 fn round(depth: u64) -> f64 {
-    let (d, r) = nested(depth);
-    let start = Instant::now();
-    r.callback(black_box(41)).unwrap();
-    black_box(d.try_take().unwrap().unwrap());
-    let ns = start.elapsed().as_nanos() as f64 / depth as f64;
-    drop(d);
-    ns
+    common::time_nested_fire(depth).as_nanos() as f64 / depth as f64
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; a filter argument that names another
-    // bench skips this one.
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with("--"));
-    if filter.is_some_and(|f| !"nested_layout".contains(f.as_str())) {
+    if !common::selected("nested_layout") {
         return;
     }
     let big: Vec<String> = (0..8).map(|_| format!("{:.0}", round(1_000_000))).collect();

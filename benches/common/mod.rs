@@ -12,7 +12,7 @@
 #![allow(dead_code)]
 
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use std::future::{Future, poll_fn};
@@ -99,6 +99,27 @@ pub fn boxed_closures(n: u64) -> u64 {
         v = f(v);
     }
     v
+}
+
+/// The nested rows' workload: builds a chain of `depth` levels, fires it
+/// from the innermost and takes the result at the top (timed), then drops
+/// it. `core`'s `nested_chain_fire` and `nested_layout`.
+pub fn time_nested_fire(depth: u64) -> Duration {
+    let (d, r) = nested(depth);
+    let start = Instant::now();
+    r.callback(black_box(41)).unwrap();
+    black_box(d.try_take().unwrap().unwrap());
+    let elapsed = start.elapsed();
+    drop(d);
+    elapsed
+}
+
+/// For a bench target with its own `main` (no criterion): whether
+/// `cargo bench` selected it. `cargo bench` passes `--bench`; a filter
+/// argument that names another bench deselects this one.
+pub fn selected(name: &str) -> bool {
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with("--"));
+    filter.is_none_or(|f| name.contains(f.as_str()))
 }
 
 /// `n` unfired Deferreds and their Resolvers (the gather rows' inputs).
