@@ -59,11 +59,11 @@ pub struct OtherError;
 /// `tracing_subscriber::fmt().with_writer(capture.clone())`), to read the
 /// unhandled-error events back.
 #[derive(Clone, Default)]
-pub struct Capture(Arc<Mutex<Vec<u8>>>);
+struct Capture(Arc<Mutex<Vec<u8>>>);
 
 impl Capture {
     /// Everything written so far.
-    pub fn text(&self) -> String {
+    fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 }

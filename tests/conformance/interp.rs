@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, Once};
 
 use std::time::Duration;
 
-use crate::common::Capture;
+use crate::common::capture_tracing;
 use tokio_deferred::{
     AlreadyCalledError, CancelHandle, CancelledError, Deferred, DeferredList, DeferredLock,
     DeferredQueue, DeferredSemaphore, Failure, FailureGroup, FirstError, Gather, ManualClock,
@@ -602,8 +602,7 @@ fn simple_op(op: &str, d: &Deferred<Val>) {
 ///
 /// An event line reads `ERROR tokio_deferred::unhandled: Unhandled error in
 /// Deferred: <failure> failure=<failure> error_type="<type>" ...`.
-fn unhandled_lines(capture: &Capture) -> Vec<String> {
-    let text = capture.text();
+fn unhandled_lines(text: &str) -> Vec<String> {
     let mut out: Vec<String> = text
         .lines()
         .filter(|l| l.contains("tokio_deferred::unhandled"))
@@ -629,33 +628,27 @@ fn unhandled_lines(capture: &Capture) -> Vec<String> {
 pub fn run_script(ops: &[String]) -> Vec<String> {
     install_quiet_hook();
     let log = Log::default();
-    crate::common::scoped_tracing();
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .without_time()
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        QUIET.with(|q| q.set(true));
-        let mut s = Script {
-            log: log.clone(),
-            ..Script::default()
-        };
-        for (n, op) in ops.iter().enumerate() {
-            let w: Vec<&str> = op.split_whitespace().collect();
-            s.op(n, &w);
-        }
-        s.finish();
-        // Resolvers and Deferreds are dropped here, after the trace is done.
-    }));
+    let (outcome, text) = capture_tracing(|| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            QUIET.with(|q| q.set(true));
+            let mut s = Script {
+                log: log.clone(),
+                ..Script::default()
+            };
+            for (n, op) in ops.iter().enumerate() {
+                let w: Vec<&str> = op.split_whitespace().collect();
+                s.op(n, &w);
+            }
+            s.finish();
+            // Resolvers and Deferreds are dropped here, after the trace is done.
+        }))
+    });
     QUIET.with(|q| q.set(false));
     let mut lines = std::mem::take(&mut log.0.lock().unwrap().0);
     if outcome.is_err() {
         lines.push("escaped panic".to_owned());
     }
-    lines.extend(unhandled_lines(&capture));
+    lines.extend(unhandled_lines(&text));
     lines
 }
 
