@@ -755,7 +755,13 @@ impl<T: Send + 'static> Inner<T> {
         created: &'static Location<'static>,
         traced: bool,
     ) -> Arc<Self> {
-        let inner = Arc::new(Inner {
+        // `new_cyclic` allocates first and the closure's value is written
+        // straight into the allocation. `Arc::new(value)` builds the value
+        // on the stack with narrow stores and copies it after malloc with
+        // 16-byte loads, which cannot be forwarded from those pending
+        // stores: a stall measured at about 10 ns on `new + callback +
+        // await` (BENCHMARKS.md, round 8). The `Weak` is not used.
+        let inner = Arc::new_cyclic(move |_| Inner {
             state: Mutex::new(State {
                 inbox: None,
                 rest,
