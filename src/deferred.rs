@@ -332,7 +332,7 @@ impl<T: Send + 'static> Deferred<T> {
             }
             None => return crate::fail(crate::error::ResultTakenError {}),
         };
-        if core.add_link(Node::boxed(CallbackLink::<T, U, G>::new(g))) {
+        if core.add_link(CallbackLink::<T, U, G>::boxed(g)) {
             run_chain(core.clone());
         }
         Deferred::from_core(core)
