@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 mod common;
-use common::capture_tracing;
+use common::capture_unhandled;
 
 use tokio_deferred::{
     CancelledError, Deferred, DeferredList, Failure, FailureGroup, FirstError, Gather,
@@ -18,8 +18,8 @@ struct GenericError(&'static str);
 /// Runs `f` with a subscriber that counts the unhandled-error events it
 /// emits on this thread.
 fn count_unhandled<R>(f: impl FnOnce() -> R) -> (R, usize) {
-    let (r, text) = capture_tracing(f);
-    (r, text.matches("Unhandled error in Deferred").count())
+    let (r, events) = capture_unhandled(f);
+    (r, events.len())
 }
 
 /// A Deferred whose canceller counts its calls (and optionally fires it).

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 mod common;
 
-use common::capture_tracing;
+use common::capture_unhandled;
 use proptest::prelude::*;
 use tokio_deferred::{Deferred, DeferredQueue, Failure};
 
@@ -106,10 +106,7 @@ fn step() -> impl Strategy<Value = Step> {
 /// Runs `f` under a thread-local subscriber; returns the number of
 /// `tokio_deferred::unhandled` events.
 fn count_unhandled(f: impl FnOnce()) -> usize {
-    let ((), text) = capture_tracing(f);
-    text.lines()
-        .filter(|l| l.contains("tokio_deferred::unhandled"))
-        .count()
+    capture_unhandled(f).1.len()
 }
 
 proptest! {

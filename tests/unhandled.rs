@@ -9,11 +9,7 @@ use tokio_deferred::*;
 
 /// Runs `f` with a subscriber; returns the unhandled-error lines.
 fn unhandled_events(f: impl FnOnce()) -> Vec<String> {
-    let ((), text) = capture_tracing(f);
-    text.lines()
-        .filter(|l| l.contains("tokio_deferred::unhandled"))
-        .map(str::to_owned)
-        .collect()
+    capture_unhandled(f).1
 }
 
 // Twisted: test_defer.py LogTests.test_errorLog

@@ -113,3 +113,15 @@ pub fn capture_tracing<R>(f: impl FnOnce() -> R) -> (R, String) {
     let r = tracing::subscriber::with_default(subscriber, f);
     (r, capture.text())
 }
+
+/// [`capture_tracing`], keeping only the unhandled-error events (target
+/// `tokio_deferred::unhandled`), one line each.
+pub fn capture_unhandled<R>(f: impl FnOnce() -> R) -> (R, Vec<String>) {
+    let (r, text) = capture_tracing(f);
+    let events = text
+        .lines()
+        .filter(|l| l.contains("tokio_deferred::unhandled"))
+        .map(str::to_owned)
+        .collect();
+    (r, events)
+}

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, Once};
 
 use std::time::Duration;
 
-use crate::common::capture_tracing;
+use crate::common::capture_unhandled;
 use tokio_deferred::{
     AlreadyCalledError, CancelHandle, CancelledError, Deferred, DeferredList, DeferredLock,
     DeferredQueue, DeferredSemaphore, Failure, FailureGroup, FirstError, Gather, ManualClock,
@@ -596,16 +596,15 @@ fn simple_op(op: &str, d: &Deferred<Val>) {
     }
 }
 
-/// Turns the captured unhandled-error events into `unhandled <error>`
+/// Turns the unhandled-error event lines into `unhandled <error>`
 /// lines, sorted. `ResolverDroppedError` (dropping the Resolvers at the end
 /// of a script) has no Twisted analogue and is left out (DIFFERENCES.md).
 ///
 /// An event line reads `ERROR tokio_deferred::unhandled: Unhandled error in
 /// Deferred: <failure> failure=<failure> error_type="<type>" ...`.
-fn unhandled_lines(text: &str) -> Vec<String> {
-    let mut out: Vec<String> = text
-        .lines()
-        .filter(|l| l.contains("tokio_deferred::unhandled"))
+fn unhandled_lines(events: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = events
+        .iter()
         .filter_map(|l| {
             let ty = l.split("error_type=\"").nth(1)?.split('"').next()?;
             let msg = l.split("in Deferred: ").nth(1)?.split(" failure=").next()?;
@@ -628,7 +627,7 @@ fn unhandled_lines(text: &str) -> Vec<String> {
 pub fn run_script(ops: &[String]) -> Vec<String> {
     install_quiet_hook();
     let log = Log::default();
-    let (outcome, text) = capture_tracing(|| {
+    let (outcome, events) = capture_unhandled(|| {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             QUIET.with(|q| q.set(true));
             let mut s = Script {
@@ -648,7 +647,7 @@ pub fn run_script(ops: &[String]) -> Vec<String> {
     if outcome.is_err() {
         lines.push("escaped panic".to_owned());
     }
-    lines.extend(unhandled_lines(&text));
+    lines.extend(unhandled_lines(&events));
     lines
 }
 
