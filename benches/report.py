@@ -65,7 +65,14 @@ def fmt_ns(ns):
     return f"{ns:.1f} ns"
 
 
-def load(baseline="new"):
+FLOOR = "chain_floor_"
+# The chain_floor groups' models, in the order the floor table lists them.
+FLOOR_MODELS = ["anchor", "inline_locked", "intrusive_locked", "intrusive_unlocked", "vec_unlocked", "vec_locked", "ours"]
+
+
+def load(baseline="new", every_side=False):
+    """`{group: {side: {median, elems, param}}}` of one baseline; only the
+    `ours`/`anchor` sides unless `every_side` (the chain_floor models)."""
     groups = {}
     for dirpath, _dirs, files in os.walk(CRITERION):
         if os.path.basename(dirpath) != baseline or "estimates.json" not in files:
@@ -75,7 +82,7 @@ def load(baseline="new"):
         with open(os.path.join(dirpath, "estimates.json")) as f:
             est = json.load(f)
         side = meta["function_id"]
-        if side not in ("ours", "anchor"):
+        if not every_side and side not in ("ours", "anchor"):
             continue
         tp = meta.get("throughput") or {}
         elems = tp.get("Elements")
@@ -126,7 +133,7 @@ def main():
     print("|---|---|---|---|---|---|---|")
     for name in sorted(groups, key=lambda g: list(TARGETS).index(g) if g in TARGETS else 99):
         g = groups[name]
-        if "ours" not in g or "anchor" not in g:
+        if "ours" not in g or "anchor" not in g or name.startswith(FLOOR):
             continue
         o, a = g["ours"], g["anchor"]
         per = o["elems"] is not None and a["elems"] is not None and o["elems"] != a["elems"]
@@ -163,9 +170,33 @@ def main():
         )
     print()
     print(f"Runs: {', '.join(baselines)}; ratio = median over the runs (min–max).")
+    floor_table([load(b, every_side=True) for b in baselines])
     if twisted:
         print()
         print(f"Twisted {twisted['twisted']} on CPython {twisted['python']} (`benches/twisted_bench.py`).")
+
+
+def floor_table(runs):
+    """The chain_floor groups (`cargo bench --bench chain_floor`): each
+    model's median over the runs, and its ratio to the same run's anchor
+    (median over the runs, min-max)."""
+    names = sorted({g for r in runs for g in r if g.startswith(FLOOR)}, key=lambda g: int(g[len(FLOOR):]))
+    if not names:
+        return
+    print()
+    print("| chain length | model | median | per callback | x anchor (same run) |")
+    print("|---|---|---|---|---|")
+    for name in names:
+        n = int(name[len(FLOOR):])
+        sides = [r[name] for r in runs if name in r and "anchor" in r[name]]
+        for model in FLOOR_MODELS:
+            meds = [s[model]["median"] for s in sides if model in s]
+            if not meds:
+                continue
+            ratios = [s[model]["median"] / s["anchor"]["median"] for s in sides if model in s]
+            spread = f" ({min(ratios):.2f}–{max(ratios):.2f})" if len(ratios) > 1 else ""
+            m = median(meds)
+            print(f"| {n} | {model} | {fmt_ns(m)} | {fmt_ns(m / n)} | {median(ratios):.2f}x{spread} |")
 
 
 if __name__ == "__main__":
