@@ -70,9 +70,9 @@ FLOOR = "chain_floor_"
 FLOOR_MODELS = ["anchor", "inline_locked", "intrusive_locked", "intrusive_unlocked", "vec_unlocked", "vec_locked", "ours"]
 
 
-def load(baseline="new", every_side=False):
-    """`{group: {side: {median, elems, param}}}` of one baseline; only the
-    `ours`/`anchor` sides unless `every_side` (the chain_floor models)."""
+def load(baseline="new"):
+    """`{group: {side: {median, elems, param}}}` of one baseline, every side
+    (`ours`, `anchor`, and the chain_floor models)."""
     groups = {}
     for dirpath, _dirs, files in os.walk(CRITERION):
         if os.path.basename(dirpath) != baseline or "estimates.json" not in files:
@@ -82,8 +82,6 @@ def load(baseline="new", every_side=False):
         with open(os.path.join(dirpath, "estimates.json")) as f:
             est = json.load(f)
         side = meta["function_id"]
-        if not every_side and side not in ("ours", "anchor"):
-            continue
         tp = meta.get("throughput") or {}
         elems = tp.get("Elements")
         groups.setdefault(meta["group_id"], {})[side] = {
@@ -123,7 +121,8 @@ def merge(runs):
 
 def main():
     baselines = sys.argv[1:] or ["new"]
-    groups = merge([load(b) for b in baselines])
+    runs = [load(b) for b in baselines]
+    groups = merge(runs)
     twisted = {}
     if os.path.exists(TWISTED):
         with open(TWISTED) as f:
@@ -170,7 +169,7 @@ def main():
         )
     print()
     print(f"Runs: {', '.join(baselines)}; ratio = median over the runs (min–max).")
-    floor_table([load(b, every_side=True) for b in baselines])
+    floor_table(runs)
     if twisted:
         print()
         print(f"Twisted {twisted['twisted']} on CPython {twisted['python']} (`benches/twisted_bench.py`).")
