@@ -403,6 +403,11 @@ pub(crate) enum Stop {
     /// Keep the first Deferred's token; run the second one (whose token we
     /// hold) first, then come back to the first.
     Nested(Arc<dyn Core>, Arc<dyn Core>),
+    /// The token was released; the outer Deferred this one's result went to
+    /// (a level of a nested chain) resumes with it in the holder: it takes
+    /// its token and its links in one lock section (`run_links` with
+    /// `resumed`).
+    Resume(Arc<dyn Core>, LinkBox),
 }
 
 /// A canceller that is asked every time `cancel()` is called on an unfired
@@ -477,7 +482,13 @@ pub(crate) trait Core: Send + Sync + 'static {
     /// Runs links while it can. The caller holds the runner token.
     /// `check_pause`: stop at once if paused (Twisted checks when it starts
     /// or switches to a Deferred, not when a nested call returns to it).
-    fn run_links(self: Arc<Self>, check_pause: bool) -> Stop;
+    ///
+    /// With `resumed`, a Deferred this one waited on delivered into that
+    /// holder and the caller does not hold the token: the holder becomes
+    /// the result, as [`resume`](Core::resume) does, and the run goes on
+    /// from the same lock section if that took the token (one lock per
+    /// level of a nested chain, not two).
+    fn run_links(self: Arc<Self>, check_pause: bool, resumed: Option<LinkBox>) -> Stop;
     /// If this Deferred has a final result, moves it into `link`'s output and
     /// gives the link back; otherwise appends a continuation that will hand
     /// the link back to `outer` and returns `None`.
@@ -511,30 +522,24 @@ pub(crate) trait Core: Send + Sync + 'static {
 /// explicit stack replaces Twisted's recursion through nested Deferreds.
 pub(crate) fn run_chain(start: Arc<dyn Core>) {
     let mut stack: Vec<Arc<dyn Core>> = Vec::new();
-    let mut current = start;
-    // A Deferred we come back to after a nested one (chain_deferred's
-    // target) goes on without a pause check, as Twisted's nested
-    // `d.callback()` returns into a loop that does not re-check `paused`.
-    let mut check_pause = true;
+    let mut stop = start.run_links(true, None);
     loop {
-        match current.run_links(check_pause) {
+        stop = match stop {
+            // A Deferred we come back to after a nested one (chain_deferred's
+            // target) goes on without a pause check, as Twisted's nested
+            // `d.callback()` returns into a loop that does not re-check
+            // `paused`.
             Stop::Released => match stack.pop() {
-                Some(next) => {
-                    current = next;
-                    check_pause = false;
-                }
+                Some(next) => next.run_links(false, None),
                 None => return,
             },
-            Stop::Switch(next) => {
-                current = next;
-                check_pause = true;
-            }
+            Stop::Switch(next) => next.run_links(true, None),
             Stop::Nested(me, next) => {
                 stack.push(me);
-                current = next;
-                check_pause = true;
+                next.run_links(true, None)
             }
-        }
+            Stop::Resume(outer, holder) => outer.run_links(true, Some(holder)),
+        };
     }
 }
 
@@ -1278,7 +1283,7 @@ impl<T: Send + 'static> Core for Inner<T> {
         false
     }
 
-    fn run_links(self: Arc<Self>, mut check_pause: bool) -> Stop {
+    fn run_links(self: Arc<Self>, mut check_pause: bool, mut resumed: Option<LinkBox>) -> Stop {
         'state: loop {
             // Take the current result and every queued link in one lock
             // section; the links then run without the lock (Twisted checks
@@ -1286,27 +1291,40 @@ impl<T: Send + 'static> Core for Inner<T> {
             // its callbacks: a callback that pauses its own Deferred does
             // not stop the callbacks already queued behind it).
             let mut st = self.lock();
-            if check_pause && self.paused() > 0 {
-                self.clear(RUNNING);
-                return Stop::Released;
-            }
             // `held`: the link whose output slot holds the current result;
             // `source`: the fired value before any link ran.
             let mut held: Option<LinkBox> = None;
             let mut source: Option<Res<T>> = None;
             let mut outbox: Option<LinkBox> = None;
-            match mem::replace(&mut st.rest, Rest::Taken) {
-                Rest::Holder(mut h) => {
-                    outbox = h.next.take();
-                    held = Some(h);
+            if let Some(mut h) = resumed.take() {
+                // `resume` and the start of a run in one lock section.
+                if self.flags() & RUNNING != 0 || (check_pause && self.paused() > 0) {
+                    st.rest = Rest::Holder(h);
+                    return Stop::Released;
                 }
-                Rest::Source(r) => source = Some(r),
-                Rest::Taken => {}
-                other @ (Rest::Unfired(_) | Rest::Waiting(_)) => {
-                    // Not runnable (cannot happen with the token's rules).
-                    st.rest = other;
+                self.set(RUNNING);
+                // What was at rest (the wait's `Waiting`) is replaced.
+                st.rest = Rest::Taken;
+                outbox = h.next.take();
+                held = Some(h);
+            } else {
+                if check_pause && self.paused() > 0 {
                     self.clear(RUNNING);
                     return Stop::Released;
+                }
+                match mem::replace(&mut st.rest, Rest::Taken) {
+                    Rest::Holder(mut h) => {
+                        outbox = h.next.take();
+                        held = Some(h);
+                    }
+                    Rest::Source(r) => source = Some(r),
+                    Rest::Taken => {}
+                    other @ (Rest::Unfired(_) | Rest::Waiting(_)) => {
+                        // Not runnable (cannot happen with the token's rules).
+                        st.rest = other;
+                        self.clear(RUNNING);
+                        return Stop::Released;
+                    }
                 }
             }
             self.clear(ARMED);
@@ -1324,16 +1342,14 @@ impl<T: Send + 'static> Core for Inner<T> {
                         None => link.run(&mut source),
                     };
                     if let Step::ResumeSelf(outer) = step {
-                        // Nothing at rest (`Taken`), no links left.
+                        // Nothing at rest (`Taken`), no links left; the
+                        // outer Deferred resumes with the link as its
+                        // result holder.
                         let finish = self.finish(&mut st);
                         drop(st);
                         drop(held);
                         finish.run();
-                        return if outer.resume(link) {
-                            Stop::Switch(outer)
-                        } else {
-                            Stop::Released
-                        };
+                        return Stop::Resume(outer, link);
                     }
                     // Not reachable (`continues` means it resumes its
                     // outer); go on as after any finished link.
