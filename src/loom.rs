@@ -10,5 +10,7 @@ pub(crate) use loom::sync::{Mutex, MutexGuard};
 
 #[cfg(not(tokio_deferred_loom))]
 pub(crate) use std::sync::atomic::{AtomicU8, AtomicU16, AtomicU32};
+// The crate's own lock (`src/spin.rs`): loom models the state machine with
+// its own mutex in its place.
 #[cfg(not(tokio_deferred_loom))]
-pub(crate) use std::sync::{Mutex, MutexGuard};
+pub(crate) use crate::spin::{Mutex, MutexGuard};

@@ -903,8 +903,8 @@ impl<T: Send + 'static> Inner<T> {
 
     #[inline]
     fn lock(&self) -> MutexGuard<'_, State<T>> {
-        // No user code runs under this lock, so it cannot be poisoned by a
-        // user panic; recover anyway rather than panic.
+        // The crate's lock is never poisoned (`spin.rs`); loom's mutex,
+        // swapped in for the model checks, could be: recover, never panic.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
