@@ -30,8 +30,8 @@ use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
+use std::sync::LockResult;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{LockResult, PoisonError};
 
 /// Spins this many times on a held lock before yielding the thread.
 const SPINS: u32 = 64;
@@ -110,12 +110,12 @@ impl<T> Mutex<T> {
 
     /// The value, taken out of the lock.
     pub(crate) fn into_inner(self) -> LockResult<T> {
-        Ok::<_, PoisonError<T>>(self.value.into_inner())
+        Ok(self.value.into_inner())
     }
 
     /// The value, through a unique borrow of the lock (no locking).
     pub(crate) fn get_mut(&mut self) -> LockResult<&mut T> {
-        Ok::<_, PoisonError<&mut T>>(self.value.get_mut())
+        Ok(self.value.get_mut())
     }
 }
 

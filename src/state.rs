@@ -398,16 +398,14 @@ pub(crate) struct Snapshot {
 pub(crate) enum Stop {
     /// The token was released (finished, paused or waiting).
     Released,
-    /// The token was released; go on with this Deferred, whose token we hold.
-    Switch(Arc<dyn Core>),
-    /// Keep the first Deferred's token; run the second one (whose token we
-    /// hold) first, then come back to the first.
-    Nested(Arc<dyn Core>, Arc<dyn Core>),
-    /// The token was released; the outer Deferred this one's result went to
-    /// (a level of a nested chain) resumes with it in the holder: it takes
-    /// its token and its links in one lock section (`run_links` with
-    /// `resumed`).
-    Resume(Arc<dyn Core>, LinkBox),
+    /// The token was released; go on with this Deferred. `None`: we hold
+    /// its token. `Some(holder)`: it waited on the Deferred just run, whose
+    /// result is in `holder`; its `run_links` takes the holder, its token
+    /// and its links in one lock section.
+    Switch(Arc<dyn Core>, Option<LinkBox>),
+    /// Keep the first Deferred's token; run the second one first (as for
+    /// `Switch`), then come back to the first.
+    Nested(Arc<dyn Core>, Arc<dyn Core>, Option<LinkBox>),
 }
 
 /// A canceller that is asked every time `cancel()` is called on an unfired
@@ -485,9 +483,9 @@ pub(crate) trait Core: Send + Sync + 'static {
     ///
     /// With `resumed`, a Deferred this one waited on delivered into that
     /// holder and the caller does not hold the token: the holder becomes
-    /// the result, as [`resume`](Core::resume) does, and the run goes on
-    /// from the same lock section if that took the token (one lock per
-    /// level of a nested chain, not two).
+    /// the result, and the run goes on from the same lock section if it can
+    /// take the token; if another run holds it or this Deferred is paused,
+    /// the holder is left at rest (one lock per level of a nested chain).
     fn run_links(self: Arc<Self>, check_pause: bool, resumed: Option<LinkBox>) -> Stop;
     /// If this Deferred has a final result, moves it into `link`'s output and
     /// gives the link back; otherwise appends a continuation that will hand
@@ -497,9 +495,6 @@ pub(crate) trait Core: Send + Sync + 'static {
     /// [`ContinueSlot`]): if this Deferred has a final result, moves it into
     /// `cont`'s output and gives it back; otherwise queues `cont` itself.
     fn continue_with(&self, cont: LinkBox) -> Option<LinkBox>;
-    /// A Deferred this one was waiting on delivered into `holder`. `true`
-    /// when the caller took the runner token.
-    fn resume(&self, holder: LinkBox) -> bool;
     /// One step of cancellation; returns the chained Deferred to forward the
     /// cancellation to, if any.
     fn cancel_one(self: Arc<Self>) -> Option<Arc<dyn Core>>;
@@ -533,12 +528,11 @@ pub(crate) fn run_chain(start: Arc<dyn Core>) {
                 Some(next) => next.run_links(false, None),
                 None => return,
             },
-            Stop::Switch(next) => next.run_links(true, None),
-            Stop::Nested(me, next) => {
+            Stop::Switch(next, resumed) => next.run_links(true, resumed),
+            Stop::Nested(me, next, resumed) => {
                 stack.push(me);
-                next.run_links(true, None)
+                next.run_links(true, resumed)
             }
-            Stop::Resume(outer, holder) => outer.run_links(true, Some(holder)),
         };
     }
 }
@@ -1199,12 +1193,13 @@ impl<T: Send + 'static> Inner<T> {
 
     /// Stores `held` (and the links not run yet) as the result and either
     /// hands over to `next` (if this Deferred has nothing left to run) or
-    /// keeps the token and nests.
+    /// keeps the token and nests; `resumed` goes to `next` (see `Stop`).
     fn hand_over(
         self: Arc<Self>,
         held: Option<LinkBox>,
         outbox: Option<LinkBox>,
         next: Arc<dyn Core>,
+        resumed: Option<LinkBox>,
     ) -> Stop {
         let held = match (held, outbox) {
             (Some(mut h), outbox) => {
@@ -1232,10 +1227,10 @@ impl<T: Send + 'static> Inner<T> {
             let finish = self.finish(&mut st);
             drop(st);
             finish.run();
-            Stop::Switch(next)
+            Stop::Switch(next, resumed)
         } else {
             drop(st);
-            Stop::Nested(self, next)
+            Stop::Nested(self, next, resumed)
         }
     }
 
@@ -1349,7 +1344,7 @@ impl<T: Send + 'static> Core for Inner<T> {
                         drop(st);
                         drop(held);
                         finish.run();
-                        return Stop::Resume(outer, link);
+                        return Stop::Switch(outer, Some(link));
                     }
                     // Not reachable (`continues` means it resumes its
                     // outer); go on as after any finished link.
@@ -1421,20 +1416,18 @@ impl<T: Send + 'static> Core for Inner<T> {
                     }
                     Step::Resume { outer, holder } => {
                         drop(link);
-                        // This Deferred's result now belongs to `outer`.
-                        if outer.resume(holder) {
-                            return self.hand_over(None, outbox, outer);
-                        }
+                        // This Deferred's result now belongs to `outer`,
+                        // which resumes next (or, if it cannot run now,
+                        // keeps it at rest and this run goes on).
+                        return self.hand_over(None, outbox, outer, Some(holder));
                     }
                     Step::Fed(target) => {
-                        return self.hand_over(Some(link), outbox, target);
+                        return self.hand_over(Some(link), outbox, target, None);
                     }
                     Step::ResumeSelf(outer) => {
                         // The link holds this Deferred's result: it becomes
                         // `outer`'s result holder.
-                        if outer.resume(link) {
-                            return self.hand_over(None, outbox, outer);
-                        }
+                        return self.hand_over(None, outbox, outer, Some(link));
                     }
                 }
             }
@@ -1452,17 +1445,6 @@ impl<T: Send + 'static> Core for Inner<T> {
 
     fn continue_with(&self, cont: LinkBox) -> Option<LinkBox> {
         self.steal_or_queue(cont, |cont| cont)
-    }
-
-    fn resume(&self, holder: LinkBox) -> bool {
-        let mut st = self.lock();
-        st.rest = Rest::Holder(holder);
-        if self.flags() & RUNNING != 0 || self.paused() > 0 {
-            false
-        } else {
-            self.set(RUNNING);
-            true
-        }
     }
 
     fn cancel_one(self: Arc<Self>) -> Option<Arc<dyn Core>> {
