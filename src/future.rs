@@ -131,14 +131,13 @@ pin_project_lite::pin_project! {
 impl<F: Future> Future for Driven<F> {
     type Output = Result<F::Output, Failure>;
 
+    /// Inlined: the thread-local marks and the poll itself; what concerns
+    /// the driver (a future that awaited Deferreds) is out of line.
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         if let Some(driver) = this.driver {
-            driver
-                .awaiting
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clear();
+            driver.clear_awaiting();
         }
         let mark = LEN.get();
         let outer_mark = MARK.replace(mark);
@@ -147,22 +146,40 @@ impl<F: Future> Future for Driven<F> {
         DEPTH.set(DEPTH.get() - 1);
         MARK.set(outer_mark);
         if LEN.get() > mark {
-            // The future awaited Deferreds: they are what a cancel() of
-            // its Deferred goes to (the driver is made the first time).
-            let noted = NOTED.with(|n| n.borrow_mut().split_off(mark));
-            LEN.set(mark);
-            let driver = this.driver.get_or_insert_with(Default::default);
-            driver
-                .awaiting
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .extend(noted);
+            Driver::collect_noted(this.driver, mark);
         }
         match polled {
             Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
             Ok(Poll::Pending) => Poll::Pending,
             Err(payload) => Poll::Ready(Err(Failure::from_panic(payload))),
         }
+    }
+}
+
+impl Driver {
+    /// Forgets what the future awaited at its previous poll.
+    #[inline(never)]
+    fn clear_awaiting(&self) {
+        self.awaiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    /// The future awaited Deferreds during the poll that noted entries from
+    /// `mark` on: they are what a `cancel()` of its Deferred goes to (the
+    /// driver is made the first time).
+    #[cold]
+    #[inline(never)]
+    fn collect_noted(driver: &mut Option<Arc<Driver>>, mark: usize) {
+        let noted = NOTED.with(|n| n.borrow_mut().split_off(mark));
+        LEN.set(mark);
+        let driver = driver.get_or_insert_with(Default::default);
+        driver
+            .awaiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(noted);
     }
 }
 
@@ -215,7 +232,13 @@ where
     if let Poll::Ready(out) = driven.as_mut().poll(&mut cx) {
         // Finished inline: an already-fired Deferred, like `succeed`/`fail`
         // (nobody can hold it yet, so it needs no canceller), held inline.
-        return Deferred::ready(flatten(out), at);
+        // The debugging check first: the result is then built where the
+        // handle holds it, not on the stack and copied (a store-forwarding
+        // stall; BENCHMARKS.md, round 12).
+        if crate::debug::is_debugging() {
+            return Deferred::ready(flatten(out), at);
+        }
+        return Deferred::inline(flatten(out), at);
     }
     let driver = driven
         .as_mut()
