@@ -184,7 +184,9 @@ impl<T: Send + 'static> Deferred<T> {
         Deferred::inline(result, at)
     }
 
-    fn inline(result: Res<T>, at: &'static Location<'static>) -> Self {
+    /// An inline (already fired) Deferred, whatever the debugging setting.
+    #[inline]
+    pub(crate) fn inline(result: Res<T>, at: &'static Location<'static>) -> Self {
         Deferred {
             repr: Repr::Ready(Ready::new(result, at)),
         }
@@ -317,25 +319,55 @@ impl<T: Send + 'static> Deferred<T> {
         (Deferred::from_core(inner.clone()), Resolver { inner })
     }
 
+    /// Adds a link. The common case (a shared state) is inlined into the
+    /// caller, so the handle it returns is built where the caller keeps it
+    /// rather than returned through memory and copied (a store-forwarding
+    /// stall per callback; BENCHMARKS.md, round 12).
+    #[inline]
     fn push<U, G>(self, g: G) -> Deferred<U>
     where
         U: Send + 'static,
         G: FnOnce(Res<T>) -> Outcome<U> + Send + 'static,
     {
-        let core = match self.into_core_or_input() {
-            Some(Ok(core)) => core,
-            Some(Err((input, at))) => {
-                // Already fired and not paused: run it now, as the runner
-                // would (panics become failures), and stay inline.
-                let outcome = catch_unwind(AssertUnwindSafe(move || g(input)));
-                return Self::after_callback(outcome, at);
-            }
-            None => return crate::fail(crate::error::ResultTakenError {}),
-        };
+        match self.into_repr() {
+            Repr::Shared { core, .. } => Self::push_link(core, g),
+            repr => Self::push_other(repr, g),
+        }
+    }
+
+    /// Queues `g` on the shared state and runs the chain if it can.
+    #[inline]
+    fn push_link<U, G>(core: Arc<dyn Core>, g: G) -> Deferred<U>
+    where
+        U: Send + 'static,
+        G: FnOnce(Res<T>) -> Outcome<U> + Send + 'static,
+    {
         if core.add_link(CallbackLink::<T, U, G>::boxed(g)) {
             run_chain(core.clone());
         }
         Deferred::from_core(core)
+    }
+
+    /// `push` on an inline Deferred (or one already consumed).
+    fn push_other<U, G>(repr: Repr<T>, g: G) -> Deferred<U>
+    where
+        U: Send + 'static,
+        G: FnOnce(Res<T>) -> Outcome<U> + Send + 'static,
+    {
+        let ready = match repr {
+            Repr::Shared { core, .. } => return Self::push_link(core, g),
+            Repr::Ready(ready) => ready,
+            Repr::Gone => return crate::fail(crate::error::ResultTakenError {}),
+        };
+        match ready.into_input() {
+            Ok((input, at)) => {
+                // Already fired and not paused: run it now, as the runner
+                // would (panics become failures), and stay inline.
+                let outcome = catch_unwind(AssertUnwindSafe(move || g(input)));
+                Self::after_callback(outcome, at)
+            }
+            Err(core) => Self::push_link(core, g),
+        }
     }
 
     /// Adds a callback: `f` gets the value when the chain succeeds; a
