@@ -86,11 +86,13 @@
 //! callback chains to `async`/`await`, and `DESIGN.md` for how the state
 //! machine works.
 
-// `unsafe` is denied everywhere but in `spin.rs`, the state's lock (its
-// module docs give the measurement that justified it).
+// `unsafe` is denied everywhere but in `spin.rs`, the state's lock, and
+// `arc_init.rs`, the state's allocation (their module docs give the
+// measurements that justified them).
 #![deny(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
 
+mod arc_init;
 mod clock;
 mod debug;
 mod deferred;

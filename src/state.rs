@@ -28,6 +28,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::task::{Poll, Waker};
 
+use crate::arc_init::arc_in_place;
 use crate::debug::{self, report_unhandled};
 use crate::error::{AlreadyCalledError, CancelledError, ResultTakenError};
 use crate::loom::{AtomicU8, AtomicU16, AtomicU32, Mutex, MutexGuard};
@@ -777,13 +778,10 @@ impl<T: Send + 'static> Inner<T> {
         created: &'static Location<'static>,
         traced: bool,
     ) -> Arc<Self> {
-        // `new_cyclic` allocates first and the closure's value is written
-        // straight into the allocation. `Arc::new(value)` builds the value
-        // on the stack with narrow stores and copies it after malloc with
-        // 16-byte loads, which cannot be forwarded from those pending
-        // stores: a stall measured at about 10 ns on `new + callback +
-        // await` (BENCHMARKS.md, round 8). The `Weak` is not used.
-        let inner = Arc::new_cyclic(move |_| Inner {
+        // Built in its allocation, with no locked instruction (`Arc::new`
+        // stalls on copying the value, `new_cyclic` on its strong-count
+        // increment; `src/arc_init.rs`).
+        let inner = arc_in_place(move || Inner {
             state: Mutex::new(State {
                 inbox: None,
                 rest,
