@@ -106,6 +106,14 @@ pub(crate) trait Link: Send {
     fn continues(&self) -> bool {
         false
     }
+    /// For a link whose [`Link::continues`] is true: `run`, returning the
+    /// outer Deferred to resume instead of a [`Step`]. An `Option<Arc<_>>`
+    /// comes back in two registers; a `Step` comes back through memory,
+    /// and reading its `Arc` there stalled on the stores that wrote it
+    /// (BENCHMARKS.md, round 12).
+    fn continue_outer(&mut self, _src: &mut dyn Any) -> Option<Arc<dyn Core>> {
+        None
+    }
     /// The output slot, an `Option<Res<Out>>`.
     fn output(&mut self) -> &mut dyn Any;
     /// What the output slot holds.
@@ -314,8 +322,7 @@ struct ContinueSlot<U> {
 
 impl<U: Send + 'static> Link for ContinueSlot<U> {
     fn run(&mut self, src: &mut dyn Any) -> Step {
-        self.output = Some(take_from::<U>(src));
-        match self.outer.take() {
+        match self.continue_outer(src) {
             Some(outer) => Step::ResumeSelf(outer),
             None => Step::Done,
         }
@@ -327,6 +334,11 @@ impl<U: Send + 'static> Link for ContinueSlot<U> {
 
     fn continues(&self) -> bool {
         self.outer.is_some()
+    }
+
+    fn continue_outer(&mut self, src: &mut dyn Any) -> Option<Arc<dyn Core>> {
+        self.output = Some(take_from::<U>(src));
+        self.outer.take()
     }
 
     output_slot!();
@@ -1330,11 +1342,11 @@ impl<T: Send + 'static> Core for Inner<T> {
             // running it as any link and handing over after).
             match outbox.take() {
                 Some(mut link) if link.next.is_none() && link.continues() => {
-                    let step = match &mut held {
-                        Some(h) => link.run(h.output()),
-                        None => link.run(&mut source),
+                    let outer = match &mut held {
+                        Some(h) => link.continue_outer(h.output()),
+                        None => link.continue_outer(&mut source),
                     };
-                    if let Step::ResumeSelf(outer) = step {
+                    if let Some(outer) = outer {
                         // Nothing at rest (`Taken`), no links left; the
                         // outer Deferred resumes with the link as its
                         // result holder.
