@@ -878,9 +878,10 @@ impl<T: Send + 'static> Inner<T> {
             created,
             false,
         );
-        let outer_dyn: Arc<dyn Core> = outer.clone();
+        // Two references to the outer state: the slot's and the returned
+        // one (moved, not cloned: one atomic increment in all).
         let slot = Node::boxed(ContinueSlot::<T> {
-            outer: Some(outer_dyn.clone()),
+            outer: Some(outer.clone()),
             output: None,
         });
         if let Some(mut slot) = inner.continue_with(slot) {
@@ -893,7 +894,7 @@ impl<T: Send + 'static> Inner<T> {
             st.rest = Rest::Holder(slot);
             outer.flags.store(CALLED | armed, Ordering::Release);
         }
-        outer_dyn
+        outer
     }
 
     /// The key of this state in the debug side table.
