@@ -151,7 +151,8 @@ pub struct Deferred<T> {
 enum Repr<T> {
     /// A handle on the shared state.
     Shared {
-        core: Arc<dyn Core>,
+        /// `None` only while `add_callback` moves it into the next handle.
+        core: Option<Arc<dyn Core>>,
         /// This handle took the final result: nothing is left to report on
         /// drop, so `Drop` skips the state's lock.
         taken: AtomicBool,
@@ -169,7 +170,7 @@ impl<T: Send + 'static> Deferred<T> {
     pub(crate) fn from_core(core: Arc<dyn Core>) -> Self {
         Deferred {
             repr: Repr::Shared {
-                core,
+                core: Some(core),
                 taken: AtomicBool::new(false),
             },
         }
@@ -205,7 +206,7 @@ impl<T: Send + 'static> Deferred<T> {
     /// Deferred makes it.
     pub(crate) fn into_core(self) -> Option<Arc<dyn Core>> {
         match self.into_repr() {
-            Repr::Shared { core, .. } => Some(core),
+            Repr::Shared { core, .. } => core,
             Repr::Ready(ready) => Some(ready.into_core()),
             Repr::Gone => None,
         }
@@ -218,7 +219,7 @@ impl<T: Send + 'static> Deferred<T> {
         self,
     ) -> Option<Result<Arc<dyn Core>, (Res<T>, &'static Location<'static>)>> {
         match self.into_repr() {
-            Repr::Shared { core, .. } => Some(Ok(core)),
+            Repr::Shared { core, .. } => core.map(Ok),
             Repr::Ready(ready) => Some(match ready.into_input() {
                 Ok(input) => Err(input),
                 Err(core) => Ok(core),
@@ -262,9 +263,11 @@ impl<T: Send + 'static> Deferred<T> {
         gone: R,
     ) -> R {
         match &self.repr {
-            Repr::Shared { core, .. } => shared(core),
+            Repr::Shared {
+                core: Some(core), ..
+            } => shared(core),
             Repr::Ready(ready) => ready.with(fired, shared),
-            Repr::Gone => gone,
+            Repr::Shared { core: None, .. } | Repr::Gone => gone,
         }
     }
 
@@ -329,10 +332,16 @@ impl<T: Send + 'static> Deferred<T> {
         U: Send + 'static,
         G: FnOnce(Res<T>) -> Outcome<U> + Send + 'static,
     {
-        match self.into_repr() {
-            Repr::Shared { core, .. } => Self::push_link(core, g),
-            repr => Self::push_other(repr, g),
+        // The state is taken out of its field, not the whole handle out of
+        // `self`: copying the 56-byte handle stalled on the narrower stores
+        // that had just built it (BENCHMARKS.md, round 12).
+        let mut this = ManuallyDrop::new(self);
+        if let Repr::Shared { core, .. } = &mut this.repr {
+            if let Some(core) = core.take() {
+                return Self::push_link(core, g);
+            }
         }
+        Self::push_other(mem::replace(&mut this.repr, Repr::Gone), g)
     }
 
     /// Queues `g` on the shared state and runs the chain if it can.
@@ -355,7 +364,12 @@ impl<T: Send + 'static> Deferred<T> {
         G: FnOnce(Res<T>) -> Outcome<U> + Send + 'static,
     {
         let ready = match repr {
-            Repr::Shared { core, .. } => return Self::push_link(core, g),
+            Repr::Shared {
+                core: Some(core), ..
+            } => return Self::push_link(core, g),
+            Repr::Shared { core: None, .. } => {
+                return crate::fail(crate::error::ResultTakenError {});
+            }
             Repr::Ready(ready) => ready,
             Repr::Gone => return crate::fail(crate::error::ResultTakenError {}),
         };
@@ -579,7 +593,7 @@ impl<T: Send + 'static> Deferred<T> {
     /// held its result inline makes its shared state here.
     pub fn cancel_handle(&self) -> CancelHandle {
         let core = match &self.repr {
-            Repr::Shared { core, .. } => Some(Arc::downgrade(core)),
+            Repr::Shared { core, .. } => core.as_ref().map(Arc::downgrade),
             Repr::Ready(ready) => Some(Arc::downgrade(&ready.promote())),
             Repr::Gone => None,
         };
@@ -644,7 +658,10 @@ impl<T: Send + 'static> Deferred<T> {
     #[inline]
     pub fn try_take(&self) -> Option<Result<T, Failure>> {
         match &self.repr {
-            Repr::Shared { core, taken } => {
+            Repr::Shared {
+                core: Some(core),
+                taken,
+            } => {
                 let r = Self::take_shared(core);
                 if r.is_some() {
                     taken.store(true, Ordering::Relaxed);
@@ -655,7 +672,7 @@ impl<T: Send + 'static> Deferred<T> {
                 |result, paused| (*paused == 0).then(|| result.take().unwrap_or_else(taken_err)),
                 Self::take_shared,
             ),
-            Repr::Gone => None,
+            Repr::Shared { core: None, .. } | Repr::Gone => None,
         }
     }
 
@@ -689,12 +706,15 @@ impl<T: Send + 'static> Future for Deferred<T> {
                     return Poll::Ready(result.take().unwrap_or_else(taken_err));
                 }
             }
-            Repr::Shared { core, taken } => {
+            Repr::Shared {
+                core: Some(core),
+                taken,
+            } => {
                 if let Some(inner) = core.as_any().downcast_ref::<Inner<T>>() {
                     return Self::poll_own(inner, core, taken, cx);
                 }
             }
-            Repr::Gone => {}
+            Repr::Shared { core: None, .. } | Repr::Gone => {}
         }
         this.poll_slow(cx)
     }
@@ -731,12 +751,16 @@ impl<T: Send + 'static> Deferred<T> {
             // promoted: go on with the shared state from now on.
             if let Repr::Ready(ready) = mem::replace(&mut self.repr, Repr::Gone) {
                 self.repr = Repr::Shared {
-                    core: ready.into_core(),
+                    core: Some(ready.into_core()),
                     taken: AtomicBool::new(false),
                 };
             }
         }
-        let Repr::Shared { core, taken } = &self.repr else {
+        let Repr::Shared {
+            core: Some(core),
+            taken,
+        } = &self.repr
+        else {
             return Poll::Ready(Err(Failure::new(crate::error::ResultTakenError {})));
         };
         if let Some(inner) = core.as_any().downcast_ref::<Inner<T>>() {
@@ -764,11 +788,15 @@ impl<T> Drop for Deferred<T> {
     #[inline]
     fn drop(&mut self) {
         match &mut self.repr {
-            Repr::Shared { core, taken } => {
+            Repr::Shared {
+                core: Some(core),
+                taken,
+            } => {
                 if !*taken.get_mut() {
                     core.release_consumer();
                 }
             }
+            Repr::Shared { core: None, .. } => {}
             Repr::Ready(ready) => {
                 if let Some(core) = ready.release() {
                     core.release_consumer();
@@ -782,7 +810,9 @@ impl<T> Drop for Deferred<T> {
 impl<T> fmt::Debug for Deferred<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let core = match &self.repr {
-            Repr::Shared { core, .. } => core.clone(),
+            Repr::Shared {
+                core: Some(core), ..
+            } => core.clone(),
             Repr::Ready(ready) => {
                 let slot = ready.lock();
                 let (result, paused) = match &*slot {
@@ -814,7 +844,9 @@ impl<T> fmt::Debug for Deferred<T> {
                     }
                 }
             }
-            Repr::Gone => return f.write_str("Deferred { state: \"consumed\" }"),
+            Repr::Shared { core: None, .. } | Repr::Gone => {
+                return f.write_str("Deferred { state: \"consumed\" }");
+            }
         };
         let s = core.snapshot();
         let mut d = f.debug_struct("Deferred");
@@ -901,7 +933,7 @@ impl<T> Drop for CancelOnDrop<T> {
     fn drop(&mut self) {
         // An inline Deferred has fired: cancelling it is a no-op.
         let core = self.deferred.as_ref().and_then(|d| match &d.repr {
-            Repr::Shared { core, .. } => Some(core.clone()),
+            Repr::Shared { core, .. } => core.clone(),
             Repr::Ready(ready) => match &*ready.lock() {
                 Slot::Promoted(core) => Some(core.clone()),
                 Slot::Fired { .. } => None,
