@@ -193,22 +193,32 @@ impl<T: Send + 'static> Deferred<T> {
         }
     }
 
-    /// Moves the representation out; what is left (`Gone`) owns nothing,
-    /// so it is not dropped (a consuming method pays no `Drop` call).
+    /// Takes the handle apart without running `Drop`: the shared state out
+    /// of its field, or else the whole representation (what is left,
+    /// `Gone`, owns nothing). Taking the `Arc` out of its field reads two
+    /// words; moving the whole 56-byte handle out of `self` copied it with
+    /// 16-byte loads over the narrower stores that had just built it, a
+    /// store-forwarding stall on every `add_callback` (BENCHMARKS.md,
+    /// round 12).
     #[inline]
-    fn into_repr(self) -> Repr<T> {
+    fn into_parts(self) -> Result<Arc<dyn Core>, Repr<T>> {
         let mut this = ManuallyDrop::new(self);
-        mem::replace(&mut this.repr, Repr::Gone)
+        if let Repr::Shared { core, .. } = &mut this.repr {
+            if let Some(core) = core.take() {
+                return Ok(core);
+            }
+        }
+        Err(mem::replace(&mut this.repr, Repr::Gone))
     }
 
     /// Takes the shared state out without running `Drop` (the chain that
     /// takes it over becomes the consumer of the result); an inline
     /// Deferred makes it.
     pub(crate) fn into_core(self) -> Option<Arc<dyn Core>> {
-        match self.into_repr() {
-            Repr::Shared { core, .. } => core,
-            Repr::Ready(ready) => Some(ready.into_core()),
-            Repr::Gone => None,
+        match self.into_parts() {
+            Ok(core) => Some(core),
+            Err(Repr::Ready(ready)) => Some(ready.into_core()),
+            Err(Repr::Shared { .. } | Repr::Gone) => None,
         }
     }
 
@@ -218,13 +228,13 @@ impl<T: Send + 'static> Deferred<T> {
     fn into_core_or_input(
         self,
     ) -> Option<Result<Arc<dyn Core>, (Res<T>, &'static Location<'static>)>> {
-        match self.into_repr() {
-            Repr::Shared { core, .. } => core.map(Ok),
-            Repr::Ready(ready) => Some(match ready.into_input() {
+        match self.into_parts() {
+            Ok(core) => Some(Ok(core)),
+            Err(Repr::Ready(ready)) => Some(match ready.into_input() {
                 Ok(input) => Err(input),
                 Err(core) => Ok(core),
             }),
-            Repr::Gone => None,
+            Err(Repr::Shared { .. } | Repr::Gone) => None,
         }
     }
 
@@ -332,16 +342,10 @@ impl<T: Send + 'static> Deferred<T> {
         U: Send + 'static,
         G: FnOnce(Res<T>) -> Outcome<U> + Send + 'static,
     {
-        // The state is taken out of its field, not the whole handle out of
-        // `self`: copying the 56-byte handle stalled on the narrower stores
-        // that had just built it (BENCHMARKS.md, round 12).
-        let mut this = ManuallyDrop::new(self);
-        if let Repr::Shared { core, .. } = &mut this.repr {
-            if let Some(core) = core.take() {
-                return Self::push_link(core, g);
-            }
+        match self.into_parts() {
+            Ok(core) => Self::push_link(core, g),
+            Err(repr) => Self::push_other(repr, g),
         }
-        Self::push_other(mem::replace(&mut this.repr, Repr::Gone), g)
     }
 
     /// Queues `g` on the shared state and runs the chain if it can.
