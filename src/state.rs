@@ -529,8 +529,12 @@ pub(crate) trait Core: Send + Sync + 'static {
 /// every Deferred reached is finished, paused or waiting. Iterative: an
 /// explicit stack replaces Twisted's recursion through nested Deferreds.
 pub(crate) fn run_chain(start: Arc<dyn Core>) {
+    drive(start.run_links(true, None));
+}
+
+/// `run_chain` after its first Deferred's run stopped with `stop`.
+fn drive(mut stop: Stop) {
     let mut stack: Vec<Arc<dyn Core>> = Vec::new();
-    let mut stop = start.run_links(true, None);
     loop {
         stop = match stop {
             // A Deferred we come back to after a nested one (chain_deferred's
@@ -1117,7 +1121,7 @@ impl<T: Send + 'static> Inner<T> {
         at: &'static Location<'static>,
     ) -> Result<(), AlreadyCalledError<V>> {
         if self.try_fire_locked(st, value, convert, at, true)? {
-            run_chain(self.clone());
+            self.run_chain_here();
         }
         Ok(())
     }
@@ -1125,7 +1129,7 @@ impl<T: Send + 'static> Inner<T> {
     /// Fails the Deferred if it has not fired, ignoring it otherwise.
     fn fail_if_unfired(self: &Arc<Self>, failure: Failure, at: &'static Location<'static>) {
         if let Ok(true) = self.try_fire(failure, Err, at, false) {
-            run_chain(self.clone());
+            self.run_chain_here();
         }
     }
 
@@ -1202,94 +1206,20 @@ impl<T: Send + 'static> Inner<T> {
         Finish { waker, unhandled }
     }
 
-    /// Stores `held` (and the links not run yet) as the result and either
-    /// hands over to `next` (if this Deferred has nothing left to run) or
-    /// keeps the token and nests; `resumed` goes to `next` (see `Stop`).
-    fn hand_over(
-        self: Arc<Self>,
-        held: Option<LinkBox>,
-        outbox: Option<LinkBox>,
-        next: Arc<dyn Core>,
-        resumed: Option<LinkBox>,
+    /// `run_chain` from this state, whose runner token the caller took,
+    /// borrowing the caller's `Arc`.
+    pub(crate) fn run_chain_here(self: &Arc<Self>) {
+        drive(self.run_links_from(true, None));
+    }
+
+    /// `Core::run_links` on a borrowed handle: a caller that holds the
+    /// state typed (a fire, a cancel) runs it without an `Arc` clone and
+    /// release of its own (two locked instructions per fire).
+    fn run_links_from(
+        self: &Arc<Self>,
+        mut check_pause: bool,
+        mut resumed: Option<LinkBox>,
     ) -> Stop {
-        let held = match (held, outbox) {
-            (Some(mut h), outbox) => {
-                h.next = outbox;
-                Some(h)
-            }
-            // No result (it went to the Deferred that waited on this one)
-            // but links left: an empty holder carries them; they will see
-            // the result as taken, as they would have.
-            (None, Some(outbox)) => {
-                let mut h = Node::boxed(ContinueLink {
-                    holder: None,
-                    outer: None,
-                });
-                h.next = Some(outbox);
-                Some(h)
-            }
-            (None, None) => None,
-        };
-        let mut st = self.lock();
-        if let Some(h) = held {
-            st.rest = Rest::Holder(h);
-        }
-        if st.links_empty() {
-            let finish = self.finish(&mut st);
-            drop(st);
-            finish.run();
-            Stop::Switch(next, resumed)
-        } else {
-            drop(st);
-            Stop::Nested(self, next, resumed)
-        }
-    }
-
-    /// Ends a run with `held` (or the untouched `source`) at rest.
-    fn release(
-        &self,
-        mut st: MutexGuard<'_, State<T>>,
-        held: Option<LinkBox>,
-        source: Option<Res<T>>,
-    ) {
-        st.rest = match (held, source) {
-            (Some(h), _) => Rest::Holder(h),
-            (None, Some(r)) => Rest::Source(r),
-            (None, None) => Rest::Taken,
-        };
-        let finish = self.finish(&mut st);
-        drop(st);
-        finish.run();
-    }
-}
-
-impl<T: Send + 'static> Core for Inner<T> {
-    fn add_link(&self, link: LinkBox) -> bool {
-        let mut st = self.lock();
-        st.push(link);
-        self.claim(&st)
-    }
-
-    fn adopt_link(&self, link: LinkBox) -> bool {
-        let mut st = self.lock();
-        st.push(link);
-        self.set(NO_CONSUMER);
-        if self.claim(&st) {
-            return true;
-        }
-        let flags = self.flags();
-        if flags & (CALLED | RUNNING) == CALLED && self.paused() > 0 && !st.waiting() {
-            if let Some(failure) = st.take_failure() {
-                self.clear(ARMED);
-                let unhandled = self.unhandled(&st, failure);
-                drop(st);
-                unhandled.report();
-            }
-        }
-        false
-    }
-
-    fn run_links(self: Arc<Self>, mut check_pause: bool, mut resumed: Option<LinkBox>) -> Stop {
         'state: loop {
             // Take the current result and every queued link in one lock
             // section; the links then run without the lock (Twisted checks
@@ -1396,7 +1326,7 @@ impl<T: Send + 'static> Core for Inner<T> {
                 match step {
                     Step::Done => held = Some(link),
                     Step::Wait(inner) => {
-                        if std::ptr::addr_eq(Arc::as_ptr(&inner), Arc::as_ptr(&self)) {
+                        if std::ptr::addr_eq(Arc::as_ptr(&inner), Arc::as_ptr(self)) {
                             link.fail_output(Failure::new(crate::error::ChainedToSelfError {}));
                             held = Some(link);
                             continue;
@@ -1445,6 +1375,97 @@ impl<T: Send + 'static> Core for Inner<T> {
         }
     }
 
+    /// Stores `held` (and the links not run yet) as the result and either
+    /// hands over to `next` (if this Deferred has nothing left to run) or
+    /// keeps the token and nests; `resumed` goes to `next` (see `Stop`).
+    fn hand_over(
+        self: &Arc<Self>,
+        held: Option<LinkBox>,
+        outbox: Option<LinkBox>,
+        next: Arc<dyn Core>,
+        resumed: Option<LinkBox>,
+    ) -> Stop {
+        let held = match (held, outbox) {
+            (Some(mut h), outbox) => {
+                h.next = outbox;
+                Some(h)
+            }
+            // No result (it went to the Deferred that waited on this one)
+            // but links left: an empty holder carries them; they will see
+            // the result as taken, as they would have.
+            (None, Some(outbox)) => {
+                let mut h = Node::boxed(ContinueLink {
+                    holder: None,
+                    outer: None,
+                });
+                h.next = Some(outbox);
+                Some(h)
+            }
+            (None, None) => None,
+        };
+        let mut st = self.lock();
+        if let Some(h) = held {
+            st.rest = Rest::Holder(h);
+        }
+        if st.links_empty() {
+            let finish = self.finish(&mut st);
+            drop(st);
+            finish.run();
+            Stop::Switch(next, resumed)
+        } else {
+            drop(st);
+            Stop::Nested(self.clone(), next, resumed)
+        }
+    }
+
+    /// Ends a run with `held` (or the untouched `source`) at rest.
+    fn release(
+        &self,
+        mut st: MutexGuard<'_, State<T>>,
+        held: Option<LinkBox>,
+        source: Option<Res<T>>,
+    ) {
+        st.rest = match (held, source) {
+            (Some(h), _) => Rest::Holder(h),
+            (None, Some(r)) => Rest::Source(r),
+            (None, None) => Rest::Taken,
+        };
+        let finish = self.finish(&mut st);
+        drop(st);
+        finish.run();
+    }
+}
+
+impl<T: Send + 'static> Core for Inner<T> {
+    fn add_link(&self, link: LinkBox) -> bool {
+        let mut st = self.lock();
+        st.push(link);
+        self.claim(&st)
+    }
+
+    fn adopt_link(&self, link: LinkBox) -> bool {
+        let mut st = self.lock();
+        st.push(link);
+        self.set(NO_CONSUMER);
+        if self.claim(&st) {
+            return true;
+        }
+        let flags = self.flags();
+        if flags & (CALLED | RUNNING) == CALLED && self.paused() > 0 && !st.waiting() {
+            if let Some(failure) = st.take_failure() {
+                self.clear(ARMED);
+                let unhandled = self.unhandled(&st, failure);
+                drop(st);
+                unhandled.report();
+            }
+        }
+        false
+    }
+
+    fn run_links(self: Arc<Self>, check_pause: bool, resumed: Option<LinkBox>) -> Stop {
+        self.run_links_from(check_pause, resumed)
+    }
+
     fn steal_or_chain(&self, link: LinkBox, outer: Arc<dyn Core>) -> Option<LinkBox> {
         self.steal_or_queue(link, |link| {
             Node::boxed(ContinueLink {
@@ -1485,7 +1506,7 @@ impl<T: Send + 'static> Core for Inner<T> {
             // swallowed.
             self.set(SUPPRESS);
             if self.fire_locked(st, Err(Failure::new(CancelledError::new())), created) {
-                run_chain(self.clone());
+                self.run_chain_here();
             }
             return None;
         };
