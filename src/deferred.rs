@@ -151,7 +151,8 @@ pub struct Deferred<T> {
 enum Repr<T> {
     /// A handle on the shared state.
     Shared {
-        /// `None` only while `add_callback` moves it into the next handle.
+        /// `None` only inside [`Deferred::into_parts`], which has just taken
+        /// it out (the emptied handle is never dropped or seen).
         core: Option<Arc<dyn Core>>,
         /// This handle took the final result: nothing is left to report on
         /// drop, so `Drop` skips the state's lock.
