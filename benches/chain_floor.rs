@@ -20,18 +20,30 @@
 //!   state (it grows: the state cannot know how many callbacks will come).
 //! * `vec_unlocked`: `vec_locked` with `Rc<RefCell<_>>` in place of the
 //!   lock.
+//! * `intrusive_spin`: `intrusive_locked` with a lock that costs one
+//!   locked instruction per section (a compare-and-swap to lock, a plain
+//!   release store to unlock), as the Deferred's own `spin` lock. One
+//!   atomic read-modify-write per callback added is the least any `Send`
+//!   design can pay, since the fire may race the add from another thread:
+//!   this is the floor of a thread-safe Deferred with a box per callback.
 //! * `inline_locked`: callbacks stored in the state without a box each
 //!   (a `Vec` of one concrete closure type). The best case of inline
 //!   callback storage; with callbacks of any type it needs type erasure
 //!   (`unsafe`) and one virtual call per callback on top of this.
+//! * `inline_spin`: `inline_locked` under the one-instruction lock: the
+//!   floor of a thread-safe Deferred with inline callback storage.
+//! * `inline_unlocked`: `inline_locked` with `Rc<RefCell<_>>`: no lock and
+//!   no box per callback, the floor of a `!Send` flavour with inline
+//!   storage, the cheapest design of all.
 //! * `ours`: the chain rows' workload itself, so every ratio is same-run.
 
 // A bench target's helpers need no docs.
 #![allow(missing_docs)]
 
-use std::cell::RefCell;
+use std::cell::{RefCell, UnsafeCell};
 use std::hint::black_box;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use criterion::{Throughput, criterion_group, criterion_main};
@@ -108,6 +120,59 @@ impl<S> Shared<S> for Rc<RefCell<S>> {
     #[inline(always)]
     fn with<R>(&self, f: impl FnOnce(&mut S) -> R) -> R {
         f(&mut self.borrow_mut())
+    }
+}
+
+/// A lock with one locked instruction per section: a compare-and-swap to
+/// take it, a release store to give it back (the Deferred's `spin` lock,
+/// without its yield after 64 tries: the models never contend).
+struct Spin<S> {
+    locked: AtomicBool,
+    state: UnsafeCell<S>,
+}
+
+// The model's lock is the bench's one `unsafe`, as the Deferred's is
+// `src/spin.rs`'s.
+#[allow(unsafe_code)]
+// SAFETY: `state` is only reached through `Shared::with`, which holds
+// `locked` for the whole access, so one thread at a time has it: `S: Send`
+// is all that sharing the cell needs, as for `std::sync::Mutex`.
+unsafe impl<S: Send> Sync for Spin<S> {}
+
+/// Gives the lock back when dropped, also if the closure panics.
+struct Unlock<'a>(&'a AtomicBool);
+
+impl Drop for Unlock<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+#[allow(unsafe_code)]
+impl<S> Shared<S> for Arc<Spin<S>> {
+    #[inline(always)]
+    fn new(state: S) -> Self {
+        Arc::new(Spin {
+            locked: AtomicBool::new(false),
+            state: UnsafeCell::new(state),
+        })
+    }
+
+    #[inline(always)]
+    fn with<R>(&self, f: impl FnOnce(&mut S) -> R) -> R {
+        while self
+            .locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            std::hint::spin_loop();
+        }
+        let _unlock = Unlock(&self.locked);
+        // SAFETY: `locked` is held until `_unlock` drops, after `f` returns,
+        // so no other `with` reaches the state meanwhile, and the `&mut`
+        // does not outlive the call.
+        f(unsafe { &mut *self.state.get() })
     }
 }
 
@@ -205,8 +270,23 @@ fn vec_unlocked(n: u64) -> u64 {
 }
 
 #[inline(always)]
+fn intrusive_spin(n: u64) -> u64 {
+    intrusive::<Arc<Spin<_>>>(n)
+}
+
+#[inline(always)]
 fn inline_locked(n: u64) -> u64 {
     listed::<Arc<Mutex<_>>, _>(n, callback)
+}
+
+#[inline(always)]
+fn inline_spin(n: u64) -> u64 {
+    listed::<Arc<Spin<_>>, _>(n, callback)
+}
+
+#[inline(always)]
+fn inline_unlocked(n: u64) -> u64 {
+    listed::<Rc<RefCell<_>>, _>(n, callback)
 }
 
 fn chain_floor(c: &mut criterion::Criterion) {
@@ -218,7 +298,10 @@ fn chain_floor(c: &mut criterion::Criterion) {
             intrusive_unlocked,
             vec_locked,
             vec_unlocked,
+            intrusive_spin,
             inline_locked,
+            inline_spin,
+            inline_unlocked,
         ] {
             assert_eq!(model(n), expected);
         }
@@ -237,6 +320,13 @@ fn chain_floor(c: &mut criterion::Criterion) {
         g.bench_function("vec_locked", |b| b.iter(|| black_box(vec_locked(n))));
         g.bench_function("vec_unlocked", |b| b.iter(|| black_box(vec_unlocked(n))));
         g.bench_function("inline_locked", |b| b.iter(|| black_box(inline_locked(n))));
+        g.bench_function("intrusive_spin", |b| {
+            b.iter(|| black_box(intrusive_spin(n)))
+        });
+        g.bench_function("inline_spin", |b| b.iter(|| black_box(inline_spin(n))));
+        g.bench_function("inline_unlocked", |b| {
+            b.iter(|| black_box(inline_unlocked(n)))
+        });
         g.finish();
     }
 }
