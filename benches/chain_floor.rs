@@ -297,22 +297,28 @@ fn inline_unlocked(n: u64) -> u64 {
 
 /// `local_erased`: a sketch of the one design round 13 left open, a `!Send`
 /// Deferred that stores its callbacks without a box each. Measured, not a
-/// library type: it runs the chain rows' workload only (callbacks added
-/// before the fire, none added during the run, the result taken once).
+/// library type: it runs the chain rows' workload (callbacks added before
+/// the fire, the result taken once) and leaves out errbacks, pausing,
+/// cancellation, waiting on an unfired Deferred and `.await`.
 ///
-/// It does what a Deferred does for each `add_callback` and for each callback it runs, and
-/// only that: `Rc<RefCell<_>>` state with no lock; each callback written
-/// into one growing arena with a type-erased header (run and drop
-/// functions), beside its own output slot; the run hands a
-/// `Result<T, Failure>` from one slot to the next through the erased
-/// pointers, passes a failure by without calling the callback, and turns a
-/// panic into a failure; the returned handle is retyped (`Local<U>`).
+/// What it does per `add_callback` and per callback run is what a Deferred
+/// does there: `Rc<RefCell<_>>` state with no lock; each callback written
+/// in place into a chunked arena (chunks never move, so callbacks added
+/// while the chain runs are safe) behind a type-erased header (run and
+/// drop functions); the run hands a `Result<T, Failure>` from one slot to
+/// the next through the erased pointers, passes a failure by without
+/// calling the callback, catches a panic as a failure, takes the result of
+/// a returned Deferred that has already fired, and checks after each
+/// callback whether the chain must stop; the returned handle is retyped
+/// (`Local<U>`).
 #[allow(unsafe_code)]
 mod local {
+    use std::alloc::{self, Layout};
     use std::cell::RefCell;
     use std::marker::PhantomData;
     use std::mem::{self, offset_of};
     use std::panic::{AssertUnwindSafe, catch_unwind};
+    use std::ptr;
     use std::rc::Rc;
 
     use tokio_deferred::Failure;
@@ -324,18 +330,32 @@ mod local {
     #[repr(C, align(16))]
     struct Word([u8; 16]);
 
+    /// A chunk's first word: the next chunk, and how much of this one is in
+    /// use (the rest of the chunk holds entries).
+    #[repr(C)]
+    struct Chunk {
+        next: *mut Word,
+        /// Words in use, this one included.
+        used: u32,
+        /// Words in the chunk, this one included.
+        cap: u32,
+    }
+
+    /// The first chunk's size in words (512 bytes); each next one doubles.
+    const FIRST_CHUNK: usize = 32;
+
     /// The erased start of every entry.
     #[repr(C)]
     struct Header {
         /// Runs the entry: takes the input from the slot given, stores the
-        /// output in the entry's own slot.
-        run: unsafe fn(*mut Word, *mut u8),
+        /// output in the entry's own slot; `false` stops the chain.
+        run: unsafe fn(*mut Word, *mut u8) -> bool,
         /// Drops the entry in place.
         drop: unsafe fn(*mut Word),
         /// The entry's length in words.
-        words: usize,
+        words: u32,
         /// The byte offset of the entry's output slot from its start.
-        out: usize,
+        out: u32,
     }
 
     /// The fired value's slot: the arena's first entry.
@@ -354,17 +374,38 @@ mod local {
         input: PhantomData<fn(T)>,
     }
 
+    /// What a callback returns: a result, or a Deferred to wait on.
+    pub enum Outcome<U> {
+        Ready(Res<U>),
+        Chain(Local<U>),
+    }
+
+    impl<U> From<Res<U>> for Outcome<U> {
+        #[inline(always)]
+        fn from(r: Res<U>) -> Self {
+            Outcome::Ready(r)
+        }
+    }
+
+    fn words_of<E>() -> u32 {
+        const { assert!(mem::align_of::<E>() <= mem::align_of::<Word>()) };
+        mem::size_of::<E>().div_ceil(mem::size_of::<Word>()) as u32
+    }
+
     unsafe fn drop_as<E>(e: *mut Word) {
         // SAFETY: the caller passes an entry written as an `E` and not
         // dropped yet.
         unsafe { e.cast::<E>().drop_in_place() }
     }
 
-    unsafe fn run_source(_: *mut Word, _: *mut u8) {}
+    unsafe fn run_source(_: *mut Word, _: *mut u8) -> bool {
+        true
+    }
 
-    unsafe fn run_entry<T, U, F>(e: *mut Word, input: *mut u8)
+    unsafe fn run_entry<T, U, F, R>(e: *mut Word, input: *mut u8) -> bool
     where
-        F: FnOnce(T) -> Res<U>,
+        F: FnOnce(T) -> R,
+        R: Into<Outcome<U>>,
     {
         // SAFETY: `e` was written as this `Entry<T, U, F>` by `add_callback`
         // on a `Local<T>`, so its input slot (the previous entry's output)
@@ -376,22 +417,40 @@ mod local {
             )
         };
         let f = entry.f.take();
-        entry.out = Some(match (input.take(), f) {
-            (Some(Ok(v)), Some(f)) => match catch_unwind(AssertUnwindSafe(move || f(v))) {
-                Ok(r) => r,
+        let out = match (input.take(), f) {
+            (Some(Ok(v)), Some(f)) => match catch_unwind(AssertUnwindSafe(move || f(v).into())) {
+                Ok(Outcome::Ready(r)) => r,
+                // A Deferred that has fired gives its result at once (as
+                // Twisted takes `result.result`); waiting on an unfired one
+                // is what the sketch leaves out.
+                Ok(Outcome::Chain(d)) => d.try_take().unwrap_or_else(|| {
+                    Err(Failure::msg(
+                        "the sketch does not wait on an unfired Deferred",
+                    ))
+                }),
                 Err(payload) => Err(Failure::from_panic(payload)),
             },
             (Some(Err(e)), _) => Err(e),
             _ => Err(Failure::msg("result already taken")),
-        });
+        };
+        entry.out = Some(out);
+        true
     }
 
     /// The state the handles share.
     struct State {
-        arena: Vec<Word>,
-        /// Word offset of the last entry (its output is the result).
-        last: usize,
+        /// The first and the last chunk (null before the first entry).
+        head: *mut Word,
+        tail: *mut Word,
+        /// The last entry (its output is the result).
+        last: *mut Word,
         fired: bool,
+        running: bool,
+        /// Where the run stands: the chunk and word of the next entry, and
+        /// the output slot that entry takes its input from.
+        chunk: *mut Word,
+        at: usize,
+        input: *mut u8,
     }
 
     impl State {
@@ -402,44 +461,83 @@ mod local {
         /// # Safety
         ///
         /// `fill` must initialise every field of the `E` it is given.
+        #[inline(always)]
         unsafe fn push_with<E>(&mut self, fill: impl FnOnce(*mut E)) {
-            const { assert!(mem::align_of::<E>() <= mem::align_of::<Word>()) };
-            let words = mem::size_of::<E>().div_ceil(mem::size_of::<Word>());
-            let at = self.arena.len();
-            // The first block holds 512 bytes: a few callbacks before the
-            // first regrowth, then doubling.
-            self.arena.reserve(words.max(at).max(32));
-            // SAFETY: `reserve` made room for `words` words after `len`,
-            // aligned for `E` (asserted above); `fill` writes the whole entry
-            // (the caller's promise) before `len` covers it, and `Word` is
-            // plain bytes.
+            let words = words_of::<E>();
+            // SAFETY: `tail` is null or the last chunk, whose header says how
+            // much of it is in use; a new chunk is linked before use.
             unsafe {
-                fill(self.arena.as_mut_ptr().add(at).cast::<E>());
-                self.arena.set_len(at + words);
+                if self.tail.is_null() || {
+                    let c = &*self.tail.cast::<Chunk>();
+                    c.used + words > c.cap
+                } {
+                    self.grow(words);
+                }
+                let c = &mut *self.tail.cast::<Chunk>();
+                let e = self.tail.add(c.used as usize);
+                c.used += words;
+                fill(e.cast::<E>());
+                self.last = e;
             }
-            self.last = at;
         }
 
-        fn header(&mut self, at: usize) -> (*mut Word, &Header) {
-            let e = self.arena[at..].as_mut_ptr();
-            // SAFETY: every entry starts with a `Header` (`repr(C)`).
-            (e, unsafe { &*e.cast::<Header>() })
+        /// Links a new chunk with room for `words` (twice the last one).
+        #[cold]
+        fn grow(&mut self, words: u32) {
+            let cap = if self.tail.is_null() {
+                FIRST_CHUNK
+            } else {
+                // SAFETY: `tail` is a chunk.
+                unsafe { (*self.tail.cast::<Chunk>()).cap as usize * 2 }
+            }
+            .max(words as usize + 1);
+            let layout = Layout::array::<Word>(cap).expect("chunk size");
+            // SAFETY: `layout` is not zero-sized.
+            let chunk = unsafe { alloc::alloc(layout) }.cast::<Word>();
+            if chunk.is_null() {
+                alloc::handle_alloc_error(layout);
+            }
+            // SAFETY: `chunk` is a fresh block of `cap` words; `tail`, if
+            // any, is the last chunk.
+            unsafe {
+                chunk.cast::<Chunk>().write(Chunk {
+                    next: ptr::null_mut(),
+                    used: 1,
+                    cap: cap as u32,
+                });
+                if self.tail.is_null() {
+                    self.head = chunk;
+                } else {
+                    (*self.tail.cast::<Chunk>()).next = chunk;
+                }
+            }
+            self.tail = chunk;
         }
     }
 
     impl Drop for State {
         fn drop(&mut self) {
-            let (base, len) = (self.arena.as_mut_ptr(), self.arena.len());
-            let mut at = 0;
-            while at < len {
-                // SAFETY: `at` starts an entry (each `words` long), which
-                // starts with a `Header`; each entry is dropped once, here.
+            let mut chunk = self.head;
+            while !chunk.is_null() {
+                // SAFETY: `chunk` is a chunk of this arena: its entries,
+                // each starting with a `Header` and `words` long, fill it to
+                // `used`; each is dropped once, then the chunk is freed with
+                // the layout it was allocated with.
                 unsafe {
-                    let e = base.add(at);
-                    let h = &*e.cast::<Header>();
-                    let (drop, words) = (h.drop, h.words);
-                    at += words;
-                    drop(e);
+                    let Chunk { next, used, cap } = chunk.cast::<Chunk>().read();
+                    let mut at = 1;
+                    while at < used as usize {
+                        let e = chunk.add(at);
+                        let h = &*e.cast::<Header>();
+                        let (drop, words) = (h.drop, h.words);
+                        at += words as usize;
+                        drop(e);
+                    }
+                    alloc::dealloc(
+                        chunk.cast(),
+                        Layout::array::<Word>(cap as usize).expect("chunk size"),
+                    );
+                    chunk = next;
                 }
             }
         }
@@ -459,9 +557,14 @@ mod local {
 
     pub fn new<T>() -> (Local<T>, Fire<T>) {
         let mut st = State {
-            arena: Vec::new(),
-            last: 0,
+            head: ptr::null_mut(),
+            tail: ptr::null_mut(),
+            last: ptr::null_mut(),
             fired: false,
+            running: false,
+            chunk: ptr::null_mut(),
+            at: 0,
+            input: ptr::null_mut(),
         };
         // SAFETY: both fields are written.
         unsafe {
@@ -469,8 +572,8 @@ mod local {
                 (&raw mut (*e).header).write(Header {
                     run: run_source,
                     drop: drop_as::<Source<T>>,
-                    words: mem::size_of::<Source<T>>().div_ceil(mem::size_of::<Word>()),
-                    out: offset_of!(Source<T>, out),
+                    words: words_of::<Source<T>>(),
+                    out: offset_of!(Source<T>, out) as u32,
                 });
                 (&raw mut (*e).out).write(None);
             })
@@ -490,23 +593,32 @@ mod local {
 
     impl<T> Local<T> {
         #[inline]
-        pub fn add_callback<U, F>(self, f: F) -> Local<U>
+        pub fn add_callback<U, F, R>(self, f: F) -> Local<U>
         where
-            F: FnOnce(T) -> Res<U>,
+            F: FnOnce(T) -> R,
+            R: Into<Outcome<U>>,
         {
             // SAFETY: the three fields are written (`input` is zero-sized).
             unsafe {
                 self.state.borrow_mut().push_with(|e: *mut Entry<T, U, F>| {
                     (&raw mut (*e).header).write(Header {
-                        run: run_entry::<T, U, F>,
+                        run: run_entry::<T, U, F, R>,
                         drop: drop_as::<Entry<T, U, F>>,
-                        words: mem::size_of::<Entry<T, U, F>>().div_ceil(mem::size_of::<Word>()),
-                        out: offset_of!(Entry<T, U, F>, out),
+                        words: words_of::<Entry<T, U, F>>(),
+                        out: offset_of!(Entry<T, U, F>, out) as u32,
                     });
                     (&raw mut (*e).f).write(Some(f));
                     (&raw mut (*e).out).write(None);
                 })
             };
+            // Added after the fire: it runs now (Twisted's order).
+            let run_now = {
+                let st = self.state.borrow();
+                st.fired && !st.running
+            };
+            if run_now {
+                run(&self.state);
+            }
             Local {
                 state: self.state,
                 ty: PhantomData,
@@ -515,58 +627,77 @@ mod local {
 
         /// The result, if the chain has run.
         pub fn try_take(&self) -> Option<Res<T>> {
-            let mut st = self.state.borrow_mut();
-            if !st.fired {
+            let st = self.state.borrow();
+            if !st.fired || st.running {
                 return None;
             }
-            let last = st.last;
-            let (e, h) = st.header(last);
-            let out = h.out;
-            // SAFETY: the last entry's output slot holds an
-            // `Option<Res<T>>`: this handle was returned by the `add_callback`
-            // (or `new`) that pushed it.
-            unsafe { (*e.cast::<u8>().add(out).cast::<Option<Res<T>>>()).take() }
+            // SAFETY: `last` is the last entry; its output slot holds an
+            // `Option<Res<T>>`: this handle was returned by the
+            // `add_callback` (or `new`) that pushed it.
+            unsafe {
+                let h = &*st.last.cast::<Header>();
+                let out = st.last.cast::<u8>().add(h.out as usize);
+                (*out.cast::<Option<Res<T>>>()).take()
+            }
         }
     }
 
     impl<T> Fire<T> {
         /// Fires: stores the value and runs every callback in order.
         pub fn callback(self, v: T) {
-            // The arena leaves the state while it runs (a callback may reach
-            // the state again); every pointer below comes from `base`, taken
-            // once.
-            let mut arena = mem::take(&mut self.state.borrow_mut().arena);
-            let (base, len) = (arena.as_mut_ptr(), arena.len());
-            // SAFETY: the first entry is this `Source<T>`, and every entry
-            // starts with a `Header`; its fields are copied out before the
-            // entry is run (which reborrows it whole).
-            let (mut words, mut out) = unsafe {
-                (*base.cast::<Source<T>>()).out = Some(Ok(v));
-                let h = &*base.cast::<Header>();
-                (h.words, h.out)
-            };
-            let (mut at, mut prev) = (0, base);
-            while at + words < len {
-                at += words;
-                // SAFETY: `at` is the start of the next entry (the previous
-                // one's length in words); `prev` plus `out` is the previous
-                // entry's output slot, of the type this entry takes. The
-                // arena does not move or change length meanwhile.
+            {
+                let mut st = self.state.borrow_mut();
+                st.fired = true;
+                // SAFETY: the arena's first entry is this `Source<T>`.
                 unsafe {
-                    let e = base.add(at);
-                    let input = prev.cast::<u8>().add(out);
-                    let h = &*e.cast::<Header>();
-                    let run = h.run;
-                    (words, out) = (h.words, h.out);
-                    run(e, input);
-                    prev = e;
+                    let source = st.head.add(1);
+                    (*source.cast::<Source<T>>()).out = Some(Ok(v));
+                    let h = &*source.cast::<Header>();
+                    st.input = source.cast::<u8>().add(h.out as usize);
+                    (st.chunk, st.at) = (st.head, 1 + h.words as usize);
                 }
             }
-            let mut st = self.state.borrow_mut();
-            st.arena = arena;
-            st.last = at;
-            st.fired = true;
+            run(&self.state);
         }
+    }
+
+    /// Runs the entries from the cursor to the end of the arena.
+    fn run(state: &RefCell<State>) {
+        let (mut chunk, mut at, mut input) = {
+            let mut st = state.borrow_mut();
+            st.running = true;
+            (st.chunk, st.at, st.input)
+        };
+        // SAFETY: the cursor is an entry boundary in a chunk of this arena
+        // (or its end), and `input` the output slot of the entry before it.
+        // Chunks never move; a callback that adds to this Deferred appends
+        // behind the cursor, which reads each chunk's `used` and `next`
+        // afresh. Each entry's input slot is of the type it takes (the
+        // handles' types guarantee it).
+        unsafe {
+            loop {
+                let c = &*chunk.cast::<Chunk>();
+                if at >= c.used as usize {
+                    if c.next.is_null() {
+                        break;
+                    }
+                    (chunk, at) = (c.next, 1);
+                    continue;
+                }
+                let e = chunk.add(at);
+                let h = &*e.cast::<Header>();
+                let (f, words, out) = (h.run, h.words, h.out);
+                at += words as usize;
+                let go_on = f(e, input);
+                input = e.cast::<u8>().add(out as usize);
+                if !go_on {
+                    break;
+                }
+            }
+        }
+        let mut st = state.borrow_mut();
+        (st.chunk, st.at, st.input) = (chunk, at, input);
+        st.running = false;
     }
 }
 
@@ -609,6 +740,19 @@ fn local_checks() {
     r.callback(1);
     std::panic::set_hook(hook);
     assert!(d.try_take().unwrap().unwrap_err().is_panic());
+
+    // Added after the fire: runs at once. A callback returning a fired
+    // Deferred continues with its result.
+    let (inner, fire_inner) = local::new::<u64>();
+    fire_inner.callback(5);
+    let (d, r) = local::new::<u64>();
+    r.callback(1);
+    let d = d
+        .add_callback(move |v: u64| {
+            local::Outcome::Chain(inner.add_callback(move |w: u64| Ok::<_, Failure>(v * 10 + w)))
+        })
+        .add_callback(|v: u64| Ok::<_, Failure>(v + 1));
+    assert_eq!(d.try_take().unwrap().unwrap(), 16);
 
     let (d, _r) = local::new::<String>();
     let owned = String::from("dropped, not run");
