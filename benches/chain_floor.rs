@@ -37,10 +37,12 @@
 //!   storage, the cheapest design of all.
 //! * `local_erased`: a sketch of the design the models above leave open
 //!   (BENCHMARKS.md, round 13): a `!Send` Deferred whose callbacks of any
-//!   type live without a box each in one growing arena, type-erased
+//!   type live without a box each in one chunked arena, type-erased
 //!   (`unsafe`), doing a callback's core work (a typed `Result<T, Failure>`
-//!   handed from slot to slot, failures passed by, panics caught, a
-//!   retyped handle returned). Checked by `local_checks` before it is timed.
+//!   handed from slot to slot, failures passed by, panics caught, a fired
+//!   Deferred returned by a callback continued with, a callback added
+//!   after the fire run at once, a retyped handle returned). Checked by
+//!   `local_checks` before it is timed.
 //! * `ours`: the chain rows' workload itself, so every ratio is same-run.
 
 // A bench target's helpers need no docs.
