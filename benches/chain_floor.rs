@@ -299,9 +299,8 @@ fn inline_unlocked(n: u64) -> u64 {
 
 /// `local_erased`: a sketch of the one design round 13 left open, a `!Send`
 /// Deferred that stores its callbacks without a box each. Measured, not a
-/// library type: it runs the chain rows' workload (callbacks added before
-/// the fire, the result taken once) and leaves out errbacks, pausing,
-/// cancellation, waiting on an unfired Deferred and `.await`.
+/// library type: it leaves out errbacks, pausing, cancellation, waiting on
+/// an unfired Deferred, `.await` and the unhandled-failure report.
 ///
 /// What it does per `add_callback` and per callback run is what a Deferred
 /// does there: `Rc<RefCell<_>>` state with no lock; each callback written
@@ -358,6 +357,19 @@ mod local {
         words: u32,
         /// The byte offset of the entry's output slot from its start.
         out: u32,
+    }
+
+    impl Header {
+        /// The header of an entry of type `E` whose output slot is `out`
+        /// bytes from its start.
+        fn of<E>(run: unsafe fn(*mut Word, *mut u8) -> bool, out: usize) -> Header {
+            Header {
+                run,
+                drop: drop_as::<E>,
+                words: words_of::<E>(),
+                out: out as u32,
+            }
+        }
     }
 
     /// The fired value's slot: the arena's first entry.
@@ -571,12 +583,10 @@ mod local {
         // SAFETY: both fields are written.
         unsafe {
             st.push_with(|e: *mut Source<T>| {
-                (&raw mut (*e).header).write(Header {
-                    run: run_source,
-                    drop: drop_as::<Source<T>>,
-                    words: words_of::<Source<T>>(),
-                    out: offset_of!(Source<T>, out) as u32,
-                });
+                (&raw mut (*e).header).write(Header::of::<Source<T>>(
+                    run_source,
+                    offset_of!(Source<T>, out),
+                ));
                 (&raw mut (*e).out).write(None);
             })
         };
@@ -603,12 +613,10 @@ mod local {
             // SAFETY: the three fields are written (`input` is zero-sized).
             unsafe {
                 self.state.borrow_mut().push_with(|e: *mut Entry<T, U, F>| {
-                    (&raw mut (*e).header).write(Header {
-                        run: run_entry::<T, U, F, R>,
-                        drop: drop_as::<Entry<T, U, F>>,
-                        words: words_of::<Entry<T, U, F>>(),
-                        out: offset_of!(Entry<T, U, F>, out) as u32,
-                    });
+                    (&raw mut (*e).header).write(Header::of::<Entry<T, U, F>>(
+                        run_entry::<T, U, F, R>,
+                        offset_of!(Entry<T, U, F>, out),
+                    ));
                     (&raw mut (*e).f).write(Some(f));
                     (&raw mut (*e).out).write(None);
                 })
