@@ -14,7 +14,7 @@ use std::time::Instant;
 use criterion::{
     BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
-use tokio_deferred::{Deferred, Failure, ensure_deferred, succeed};
+use tokio_deferred::{Deferred, Failure, LocalDeferred, ensure_deferred, succeed};
 
 mod common;
 use common::{ANCHOR, OURS, nested};
@@ -31,6 +31,40 @@ fn new_fire_await(c: &mut Criterion) {
                 let start = Instant::now();
                 for _ in 0..iters {
                     let (d, r) = Deferred::<u64>::new();
+                    r.callback(black_box(1)).unwrap();
+                    black_box(d.await.unwrap());
+                }
+                start.elapsed()
+            })
+        })
+    });
+    g.bench_function(ANCHOR, |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let (tx, rx) = tokio::sync::oneshot::channel::<u64>();
+                    tx.send(black_box(1)).unwrap();
+                    black_box(rx.await.unwrap());
+                }
+                start.elapsed()
+            })
+        })
+    });
+    g.finish();
+}
+
+/// `new_fire_await` on the `!Send` flavour (information: its state and
+/// first arena block are two allocations, where a `Deferred` is one).
+fn new_fire_await_local(c: &mut Criterion) {
+    let rt = common::current_thread();
+    let mut g = c.benchmark_group("new_fire_await_local");
+    g.bench_function(OURS, |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let (d, r) = LocalDeferred::<u64>::new();
                     r.callback(black_box(1)).unwrap();
                     black_box(d.await.unwrap());
                 }
@@ -131,6 +165,17 @@ fn chain(c: &mut Criterion) {
         g.bench_function(ANCHOR, |b| b.iter(|| black_box(common::boxed_closures(n))));
         g.finish();
     }
+    // The same rows on the `!Send` flavour (its callbacks unboxed in one
+    // arena per chain).
+    for n in [10u64, 100] {
+        let mut g = c.benchmark_group(format!("chain_{n}_local"));
+        g.throughput(Throughput::Elements(n));
+        g.bench_function(OURS, |b| {
+            b.iter(|| black_box(common::local_callback_chain(n)))
+        });
+        g.bench_function(ANCHOR, |b| b.iter(|| black_box(common::boxed_closures(n))));
+        g.finish();
+    }
 }
 
 /// Fires a nested chain from the innermost and takes the result at the top;
@@ -183,7 +228,7 @@ fn ensure_ready(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = common::criterion();
-    targets = new_fire_await, await_pending_then_fire, fire_across_tasks, chain, nested_chain,
+    targets = new_fire_await, new_fire_await_local, await_pending_then_fire, fire_across_tasks, chain, nested_chain,
         ensure_ready
 }
 criterion_main!(benches);

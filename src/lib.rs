@@ -86,8 +86,9 @@
 //! callback chains to `async`/`await`, and `DESIGN.md` for how the state
 //! machine works.
 
-// `unsafe` is denied everywhere but in `spin.rs`, the state's lock, and
-// `arc_init.rs`, the state's allocation (their module docs give the
+// `unsafe` is denied everywhere but in `spin.rs`, the state's lock,
+// `arc_init.rs`, the state's allocation, and `local/chain.rs`,
+// `LocalDeferred`'s type-erased arena (their module docs give the
 // measurements that justified them).
 #![deny(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
@@ -105,6 +106,7 @@ mod inline;
 mod inline_callbacks;
 mod later;
 pub mod list;
+pub mod local;
 mod lock;
 mod loom;
 mod looping;
@@ -136,6 +138,7 @@ pub use functions::{execute, fail, log_error, maybe_deferred, pass_through, succ
 pub use future::ensure_deferred;
 pub use later::{defer_later, defer_later_with_clock};
 pub use list::{DeferredList, Gather, gather_results, gather2, gather3, race};
+pub use local::{LocalCancelHandle, LocalDeferred, LocalResolver};
 pub use lock::{DeferredLock, DeferredLockGuard};
 pub use looping::LoopingCall;
 pub use queue::DeferredQueue;

@@ -84,6 +84,21 @@ pub fn callback_chain(n: u64) -> u64 {
     d.try_take().unwrap().unwrap()
 }
 
+/// `callback_chain` on the `!Send` flavour, [`LocalDeferred`]
+/// (`core`'s `chain_*_local` groups).
+#[inline(always)]
+#[allow(dead_code)]
+pub fn local_callback_chain(n: u64) -> u64 {
+    let (d, r) = tokio_deferred::LocalDeferred::<u64>::new();
+    let mut d = d;
+    for k in 0..n {
+        let k = black_box(k);
+        d = d.add_callback(move |v: u64| Ok::<_, Failure>(v.wrapping_add(k)));
+    }
+    r.callback(black_box(0)).unwrap();
+    d.try_take().unwrap().unwrap()
+}
+
 /// The chain rows' anchor: a `Vec<Box<dyn FnOnce(u64) -> u64>>` of `n`
 /// closures, built and run in order (each closure captures a `u64`, so each
 /// box is one allocation, as each callback is).
