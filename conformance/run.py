@@ -10,6 +10,12 @@ script by dropping ops. See DESIGN-conformance.md and DIFFERENCES.md.
     python3 conformance/run.py                 # 500 scripts, seed 1
     python3 conformance/run.py --n 5000 --seed 7
     python3 conformance/run.py --record-golden # refresh conformance/golden/
+    python3 conformance/run.py --local --n 500 --seed 3  # over LocalDeferred
+    python3 conformance/run.py --local --record-golden   # refresh golden/local_*
+
+With --local, the scripts use only the ops LocalDeferred supports
+(LOCAL_OPS: no list, gather, race, lock, semaphore, queue or clock op) and the
+Rust side is tests/conformance/local_interp.rs (`replay_local_scripts_from_env`).
 """
 
 import argparse
@@ -39,6 +45,12 @@ LIST_OPS = {"list", "gather", "race"}
 DERIVED_OPS = LIST_OPS | {"acquire", "sacquire", "get", "later"}
 # Ops on the script's shared primitives, naming no Deferred.
 GLOBAL_OPS = {"release", "srelease", "put", "advance", "queue", "sem"}
+# The ops of tests/conformance/local_interp.rs (LocalDeferred, `--local`):
+# everything but the list/primitive/clock ops, which are built on the
+# thread-safe Deferred (DIFFERENCES.md, "LocalDeferred").
+LOCAL_OPS = {"new", "newc", "newok", "newerr"} | CONSUMER_OPS | {"fire", "fail"}
+# The Rust entry point (a cargo test of tests/conformance.rs) per mode.
+RUST_ENTRY = {False: "replay_scripts_from_env", True: "replay_local_scripts_from_env"}
 
 
 def list_inputs(w):
@@ -196,7 +208,11 @@ def check(ops):
     return True
 
 
-def gen_script(rng, max_ops=18, max_d=4, max_x=3):
+def gen_script(rng, max_ops=18, max_d=4, max_x=3, local=False):
+    """A random valid script; with local, of LOCAL_OPS only (then max_x is
+    ignored)."""
+    if local:
+        max_x = 0
     m = Model()
     ops = []
     n_ops = rng.randint(3, max_ops)
@@ -215,7 +231,7 @@ def gen_script(rng, max_ops=18, max_d=4, max_x=3):
         choices = []
         if n_made < n_d:
             choices += [("create", 6 if not created else 3)]
-        if n_made < n_d + n_x and created:
+        if n_made < n_d + n_x and created and not local:
             choices += [("acquire", 1), ("sacquire", 1), ("get", 1), ("later", 1)]
             if live:
                 choices += [("list", 2), ("gather", 1), ("race", 1)]
@@ -396,21 +412,22 @@ def run_python(py, scripts):
     return parse_traces(out)
 
 
-def run_rust(scripts):
+def run_rust(scripts, local=False):
     path, out = WORK / "scripts-rs.txt", WORK / "traces-rs.txt"
     write_scripts(path, scripts)
     env = dict(os.environ, CONFORMANCE_SCRIPTS=str(path), CONFORMANCE_OUT=str(out))
     done = subprocess.run(["cargo", "test", "--quiet", "--test", "conformance", "--",
-                           "--ignored", "--exact", "replay_scripts_from_env"],
+                           "--ignored", "--exact", RUST_ENTRY[local]],
                           cwd=ROOT, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"the Rust interpreter failed:\n{done.stdout}\n{done.stderr}")
     return parse_traces(out.read_text())
 
 
-def diff(py, scripts):
-    """Names of the scripts whose traces differ, and both traces of each."""
-    tw, rs = run_python(py, scripts), run_rust(scripts)
+def diff(py, scripts, local=False):
+    """Names of the scripts whose traces differ, and both traces of each
+    (the Rust side over LocalDeferred if local)."""
+    tw, rs = run_python(py, scripts), run_rust(scripts, local)
     bad = {}
     for name, ops in scripts:
         a = normalize(tw.get(name, ["<missing>"]), ops)
@@ -420,7 +437,7 @@ def diff(py, scripts):
     return bad
 
 
-def shrink(py, ops):
+def shrink(py, ops, local=False):
     """Drops ops (one at a time, in batches of candidates) while the script
     stays valid and still differs."""
     while True:
@@ -431,18 +448,18 @@ def shrink(py, ops):
                 cands.append((f"cand{k}", c))
         if not cands:
             return ops
-        bad = diff(py, cands)
+        bad = diff(py, cands, local)
         still = [c for name, c in cands if name in bad]
         if not still:
             return ops
         ops = min(still, key=len)
 
 
-def show(title, ops, traces):
+def show(title, ops, traces, local=False):
     print(title)
     print("  ops:\n    " + "\n    ".join(ops))
     print("  twisted:\n    " + "\n    ".join(traces[0]))
-    print("  tokio-deferred:\n    " + "\n    ".join(traces[1]))
+    print(f"  tokio-deferred{' (LocalDeferred)' if local else ''}:\n    " + "\n    ".join(traces[1]))
 
 
 def main():
@@ -457,12 +474,21 @@ def main():
     ap.add_argument("--show", type=int, default=3, help="failures to shrink and print (3)")
     ap.add_argument("--record-golden", action="store_true",
                     help="write the scripts and Twisted's traces to conformance/golden/")
+    ap.add_argument("--local", action="store_true",
+                    help="only the ops LocalDeferred supports (no list/primitive/clock op), "
+                         "run over LocalDeferred; with --record-golden, write "
+                         "golden/local_scripts.txt and golden/local_twisted.txt")
     args = ap.parse_args()
 
     WORK.mkdir(parents=True, exist_ok=True)
     py = ensure_venv()
     rng = random.Random(args.seed)
-    scripts = [(f"s{args.seed}-{n}", gen_script(rng, args.max_ops, args.max_d, args.max_x)) for n in range(args.n)]
+    prefix = "l" if args.local else "s"
+    scripts = [(f"{prefix}{args.seed}-{n}", gen_script(rng, args.max_ops, args.max_d, args.max_x, args.local))
+               for n in range(args.n)]
+    if args.local:
+        for name, ops in scripts:
+            assert all(op.split()[0] in LOCAL_OPS for op in ops), (name, ops)
 
     if args.record_golden:
         # Only scripts whose traces need no normalization, so that the Rust
@@ -470,10 +496,11 @@ def main():
         scripts = [(name, ops) for name, ops in scripts if not needs_normalizing(ops)]
         gold = HERE / "golden"
         gold.mkdir(exist_ok=True)
-        write_scripts(gold / "scripts.txt", scripts)
-        out = subprocess.run([str(py), str(HERE / "twisted_interp.py"), str(gold / "scripts.txt")],
+        names = ("local_scripts.txt", "local_twisted.txt") if args.local else ("scripts.txt", "twisted.txt")
+        write_scripts(gold / names[0], scripts)
+        out = subprocess.run([str(py), str(HERE / "twisted_interp.py"), str(gold / names[0])],
                              check=True, capture_output=True, text=True).stdout
-        (gold / "twisted.txt").write_text(out)
+        (gold / names[1]).write_text(out)
         print(f"recorded {len(scripts)} scripts and Twisted's traces in {gold}")
         return 0
 
@@ -481,9 +508,10 @@ def main():
                            cwd=ROOT, capture_output=True, text=True)
     if built.returncode != 0:
         sys.exit(f"cannot build tests/conformance.rs:\n{built.stderr}")
-    bad = diff(py, scripts)
+    bad = diff(py, scripts, args.local)
     ops_total = sum(len(ops) for _, ops in scripts)
-    print(f"seed {args.seed}: {len(scripts)} scripts ({ops_total} ops) compared, "
+    over = " over LocalDeferred" if args.local else ""
+    print(f"seed {args.seed}: {len(scripts)} scripts ({ops_total} ops) compared{over}, "
           f"{len(bad)} differ")
     by_name = dict(scripts)
     seen = set()
@@ -491,14 +519,14 @@ def main():
     for name in sorted(bad, key=lambda n: len(by_name[n])):
         if shown >= args.show:
             break
-        ops = by_name[name] if args.no_shrink else shrink(py, by_name[name])
+        ops = by_name[name] if args.no_shrink else shrink(py, by_name[name], args.local)
         key = tuple(ops)
         if key in seen:
             continue
         seen.add(key)
         shown += 1
-        traces = diff(py, [("min", ops)]).get("min", bad[name])
-        show(f"--- {name} (shrunk from {len(by_name[name])} to {len(ops)} ops)", ops, traces)
+        traces = diff(py, [("min", ops)], args.local).get("min", bad[name])
+        show(f"--- {name} (shrunk from {len(by_name[name])} to {len(ops)} ops)", ops, traces, args.local)
     return 1 if bad else 0
 
 

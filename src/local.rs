@@ -39,8 +39,9 @@
 //!   `gather_results`, the locks, queues, timeouts and `defer_*`
 //!   functions (which are built on it), and for many Deferreds kept
 //!   pending with no callbacks: a `Deferred` and its resolver are one
-//!   96-byte allocation, a `LocalDeferred` is two (its state and a first
-//!   512-byte block of its arena).
+//!   96-byte allocation, a `LocalDeferred` one of 352 bytes (its state,
+//!   with room for its first few callbacks; longer chains add blocks of
+//!   512 bytes, then 1 KiB, and so on).
 //!
 //! A `LocalDeferred` is a [`Future`]: `.await` it in any async code running
 //! on its thread. Inside it, `.await` a [`Deferred`](crate::Deferred) or any
@@ -536,6 +537,7 @@ impl<T: 'static> fmt::Debug for LocalDeferred<T> {
             match &s.result {
                 Probe::Ok => d.field("state", &"fired"),
                 Probe::Err(e) => d.field("state", &"failed").field("failure", e),
+                Probe::Failed => d.field("state", &"failed"),
                 Probe::Empty if s.taken => d.field("state", &"result taken"),
                 Probe::Empty => d.field("state", &"fired"),
             };

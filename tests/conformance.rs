@@ -9,10 +9,19 @@
 //! * `replay_scripts_from_env` is the entry point of `conformance/run.py`:
 //!   it reads `CONFORMANCE_SCRIPTS` and writes the traces to
 //!   `CONFORMANCE_OUT`.
+//! * `golden_traces_match_twisted_local` replays, over `LocalDeferred`
+//!   (`conformance/local_interp.rs`), the golden scripts that use only the
+//!   ops it supports, and the local golden set
+//!   (`conformance/golden/local_scripts.txt` / `local_twisted.txt`, recorded
+//!   by `conformance/run.py --local --record-golden`), against the same
+//!   Twisted traces. `replay_local_scripts_from_env` is the entry point of
+//!   `conformance/run.py --local`.
 
 mod common;
 #[path = "conformance/interp.rs"]
 mod interp;
+#[path = "conformance/local_interp.rs"]
+mod local_interp;
 
 use std::path::Path;
 
@@ -61,6 +70,74 @@ fn golden_traces_match_twisted() {
     );
 }
 
+/// The scripts of a scripts file paired with Twisted's traces for them.
+fn golden_pairs(scripts: &str, traces: &str) -> Vec<((String, Vec<String>), Vec<String>)> {
+    let scripts = split_traces(scripts);
+    let traces = split_traces(traces);
+    assert_eq!(traces.len(), scripts.len(), "one Twisted trace per script");
+    scripts
+        .into_iter()
+        .zip(traces)
+        .map(|(script, (header, trace))| {
+            assert_eq!(script.0, header, "trace headers out of step");
+            (script, trace)
+        })
+        .collect()
+}
+
+#[test]
+fn golden_traces_match_twisted_local() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance/golden");
+    let read = |name: &str| {
+        std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("golden {name}: {e}"))
+    };
+    // The scripts of the main golden set that use only the ops
+    // LocalDeferred supports (no list, primitive or clock op), then the
+    // local golden set (generated with `run.py --local`: only those ops).
+    let shared: Vec<_> = golden_pairs(&read("scripts.txt"), &read("twisted.txt"))
+        .into_iter()
+        .filter(|((_, ops), _)| local_interp::supports(ops))
+        .collect();
+    let local = golden_pairs(&read("local_scripts.txt"), &read("local_twisted.txt"));
+    assert!(
+        local
+            .iter()
+            .all(|((_, ops), _)| local_interp::supports(ops)),
+        "the local golden set uses an op LocalDeferred does not support"
+    );
+    println!(
+        "LocalDeferred: {} golden scripts qualify, {} local golden scripts",
+        shared.len(),
+        local.len()
+    );
+    assert!(
+        shared.len() >= 15 && local.len() >= 200,
+        "too few scripts for LocalDeferred: {} + {}",
+        shared.len(),
+        local.len()
+    );
+    let all: Vec<_> = shared.into_iter().chain(local).collect();
+    let mut mismatches = Vec::new();
+    for ((header, ops), want) in &all {
+        let got = local_interp::run_script(ops);
+        if *want != got {
+            mismatches.push(format!(
+                "{header}\nops:\n  {}\ntwisted:\n  {}\nours (LocalDeferred):\n  {}",
+                ops.join("\n  "),
+                want.join("\n  "),
+                got.join("\n  ")
+            ));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} of {} scripts differ from Twisted over LocalDeferred:\n{}",
+        mismatches.len(),
+        all.len(),
+        mismatches.join("\n\n")
+    );
+}
+
 #[test]
 #[ignore = "driven by conformance/run.py (CONFORMANCE_SCRIPTS, CONFORMANCE_OUT)"]
 fn replay_scripts_from_env() {
@@ -68,6 +145,17 @@ fn replay_scripts_from_env() {
     let output = std::env::var("CONFORMANCE_OUT").expect("CONFORMANCE_OUT is not set");
     let scripts = std::fs::read_to_string(&input).expect("read the scripts");
     std::fs::write(&output, interp::run_all(&scripts)).expect("write the traces");
+}
+
+/// `replay_scripts_from_env` over `LocalDeferred` (`run.py --local`): the
+/// scripts must use only the ops in `local_interp::LOCAL_OPS`.
+#[test]
+#[ignore = "driven by conformance/run.py --local (CONFORMANCE_SCRIPTS, CONFORMANCE_OUT)"]
+fn replay_local_scripts_from_env() {
+    let input = std::env::var("CONFORMANCE_SCRIPTS").expect("CONFORMANCE_SCRIPTS is not set");
+    let output = std::env::var("CONFORMANCE_OUT").expect("CONFORMANCE_OUT is not set");
+    let scripts = std::fs::read_to_string(&input).expect("read the scripts");
+    std::fs::write(&output, local_interp::run_all(&scripts)).expect("write the traces");
 }
 
 // Core bug K2 (conformance/DIFFERENCES.md), found by the runner and fixed; was
@@ -136,5 +224,35 @@ fn bug_k1_failure_in_a_returned_paused_deferred_is_reported() {
     assert_eq!(
         interp::run_script(&ops),
         ["@1 fail d0: ok", "final d1 pending", "unhandled MyError(3)"]
+    );
+}
+
+// LocalDeferred bug L1 (conformance/DIFFERENCES.md, "LocalDeferred"), found
+// by `run.py --local` (seed 1; golden script l2026-20): a failure that
+// reaches a paused LocalDeferred after its handle is gone (dropped, or
+// moved into another chain by a callback returning it) is reported as
+// unhandled when its state is freed. Twisted never arms such a failure (a
+// paused Deferred does not run its chain, so `failResult` is not set) and
+// `Deferred` does not report it; both traces here are Twisted 26.10's.
+#[test]
+fn bug_l1_failure_reaching_a_paused_local_deferred_without_handle_is_not_reported() {
+    let ops = |ops: &[&str]| ops.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    assert_eq!(
+        local_interp::run_script(&ops(&["new 0", "pause 0", "drop 0", "fail 0 2"])),
+        ["@3 fail d0: ok"]
+    );
+    assert_eq!(
+        local_interp::run_script(&ops(&[
+            "newc 1 eb 1",
+            "pause 1",
+            "new 3",
+            "cbret 3 1",
+            "fire 3 9"
+        ])),
+        [
+            "@3 cbret got ok 9",
+            "@4 fire d3: ok",
+            "final d3 blocked paused=no waiting=yes"
+        ]
     );
 }

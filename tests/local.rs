@@ -626,3 +626,33 @@ fn polled_pending_then_fired_wakes_the_task() {
         std::task::Poll::Pending => panic!("still pending"),
     }
 }
+
+#[test]
+fn a_failure_reaching_a_paused_deferred_with_no_handle_is_not_reported() {
+    // Twisted arms a failure only when a run ends on it (`failResult`); a
+    // paused chain does not run (conformance bug L1).
+    let (_, events) = capture_unhandled(|| {
+        let (d, r) = LocalDeferred::<i32>::new();
+        d.pause();
+        drop(d);
+        r.errback(Failure::msg("never armed")).unwrap();
+        drop(r);
+    });
+    assert!(events.is_empty(), "{events:?}");
+}
+
+#[test]
+fn an_armed_failure_of_a_deferred_left_waiting_is_reported_when_freed() {
+    // The inner chain ran to a failure (armed), was paused, and was then
+    // returned into another chain, which waits on it for good.
+    let (_, events) = capture_unhandled(|| {
+        let inner = LocalDeferred::<u8>::fail(Failure::msg("armed"));
+        inner.pause();
+        let mut cell = Some(inner);
+        let d = LocalDeferred::succeed(0).add_callback(move |_| cell.take().unwrap());
+        assert!(d.is_waiting());
+        drop(d);
+    });
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(events[0].contains("armed"), "{events:?}");
+}

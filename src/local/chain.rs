@@ -5,8 +5,9 @@
 //! # Layout
 //!
 //! A chain is a sequence of *entries* in an arena of 16-byte words. The
-//! arena is a list of chunks (the first of 32 words, each next one twice
-//! the last); a chunk never moves, so a callback may add to the chain while
+//! arena is a list of chunks: the first, of 12 words, inside the state's
+//! own allocation, then heap chunks of 32 words, each next one twice the
+//! last. A chunk never moves (the state is behind an `Rc`), so a callback may add to the chain while
 //! it runs. Each entry is a `repr(C)` [`Header`] (its run and ops functions,
 //! its length in words, where its output slot is) followed by the link (the
 //! user's closure) and the output slot, an `Option<Result<U, Failure>>`.
@@ -38,9 +39,9 @@
 #![allow(unsafe_code)]
 
 use std::alloc::{self, Layout};
-use std::cell::Cell;
+use std::cell::{Cell, UnsafeCell};
 use std::marker::PhantomData;
-use std::mem::{self, ManuallyDrop, offset_of};
+use std::mem::{self, ManuallyDrop, MaybeUninit, offset_of};
 use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 use std::ptr;
 use std::rc::{Rc, Weak};
@@ -74,8 +75,13 @@ struct Chunk {
     cap: u32,
 }
 
-/// The first chunk's size in words (512 bytes); each next one doubles.
-const FIRST_CHUNK: usize = 32;
+/// The first chunk's size in words (192 bytes), inside the state's own
+/// allocation: room for the source and two or three small callbacks, so a
+/// Deferred with a short chain (or none) is one allocation.
+const INLINE_CHUNK: usize = 12;
+
+/// The first chunk on the heap (512 bytes); each next one doubles.
+const FIRST_HEAP_CHUNK: usize = 32;
 
 /// What [`Header::ops`] is asked to do.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -86,6 +92,9 @@ enum Op {
     TakeFailure,
     /// Say what the output slot holds.
     Peek,
+    /// Say whether the output slot holds a failure (`Probe::Failed`), with
+    /// no clone of it.
+    IsErr,
 }
 
 /// What an output slot holds.
@@ -93,6 +102,8 @@ pub(crate) enum Probe {
     Empty,
     Ok,
     Err(Failure),
+    /// A failure, not cloned (`Op::IsErr`).
+    Failed,
 }
 
 /// The erased start of every entry.
@@ -169,6 +180,7 @@ unsafe fn ops_of<E, U>(e: *mut Word, op: Op) -> Probe {
     match slot {
         None => Probe::Empty,
         Some(Ok(_)) => Probe::Ok,
+        Some(Err(_)) if op == Op::IsErr => Probe::Failed,
         Some(Err(f)) if op == Op::Peek => Probe::Err(f.clone()),
         Some(Err(_)) => match slot.take() {
             Some(Err(f)) => Probe::Err(f),
@@ -252,8 +264,28 @@ struct Continuation {
 /// The canceller, erased: `new_inner::<T>` wraps the user's typed one.
 type Canceller = Box<dyn FnOnce(&Rc<Inner>)>;
 
-/// The state a LocalDeferred's handles share.
+/// The state a LocalDeferred's handles share: its fields, then the first
+/// chunk of its arena.
 pub(crate) struct Inner {
+    state: State,
+    /// The first chunk, written only through the pointers in `head` and
+    /// `tail` (derived from the `Rc`'s own pointer). So a state must never
+    /// be moved out of its `Rc` (no `Rc::try_unwrap`). Left uninitialised
+    /// until used, and never copied: the state is built in its allocation.
+    inline: UnsafeCell<MaybeUninit<[Word; INLINE_CHUNK]>>,
+}
+
+impl std::ops::Deref for Inner {
+    type Target = State;
+
+    #[inline(always)]
+    fn deref(&self) -> &State {
+        &self.state
+    }
+}
+
+/// The fields of an [`Inner`], all `Cell`s.
+pub(crate) struct State {
     /// The first and the last chunk.
     head: Cell<*mut Word>,
     tail: Cell<*mut Word>,
@@ -278,6 +310,10 @@ pub(crate) struct Inner {
     consumer: Cell<bool>,
     /// The result was taken by `try_take` or `.await`.
     taken: Cell<bool>,
+    /// The last run ended on a failure (Twisted's `failResult`): only then
+    /// is a failure still held when the state goes reported. A failure that
+    /// reached a paused chain, or one moved on, is not.
+    armed: Cell<bool>,
     resolvers: Cell<usize>,
     waiting_on: Cell<Option<Weak<Inner>>>,
     continuation: Cell<Option<Continuation>>,
@@ -338,10 +374,10 @@ impl Inner {
     fn grow(&self, words: u32) -> *mut Word {
         let tail = self.tail.get();
         let cap = if tail.is_null() {
-            FIRST_CHUNK
+            FIRST_HEAP_CHUNK
         } else {
             // SAFETY: `tail` is a chunk.
-            unsafe { (*tail.cast::<Chunk>()).cap as usize * 2 }
+            unsafe { ((*tail.cast::<Chunk>()).cap as usize * 2).max(FIRST_HEAP_CHUNK) }
         }
         .max(words as usize + 1);
         let layout = chunk_layout(cap);
@@ -453,10 +489,14 @@ impl Inner {
     /// The chain has run to its end with no one waiting on it: wakes the
     /// task awaiting the handle, or reports a failure nobody will see.
     fn finish(&self) {
+        if !self.consumer.get() {
+            self.report_unhandled();
+            return;
+        }
+        self.armed
+            .set(matches!(self.probe(Op::IsErr), Probe::Failed));
         if let Some(waker) = self.waker.take() {
             waker.wake();
-        } else if !self.consumer.get() {
-            self.report_unhandled();
         }
     }
 }
@@ -469,15 +509,31 @@ fn chunk_layout(cap: usize) -> Layout {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if self.fired.get() && !self.running.get() && !self.waiting.get() {
+        // Pointers into the inline chunk were derived from the `Rc`'s
+        // pointer; here the state is reached through `&mut self`, so they
+        // are re-derived from it (Stacked Borrows forbids using the old ones
+        // while this unique borrow is protected).
+        let old = self.head.get();
+        let inline = self.inline.get_mut().as_mut_ptr().cast::<Word>();
+        let rebase = |p: *mut Word| {
+            let off = p.addr().wrapping_sub(old.addr());
+            if off < INLINE_CHUNK * mem::size_of::<Word>() {
+                inline.wrapping_byte_add(off)
+            } else {
+                p
+            }
+        };
+        self.prev.set(rebase(self.prev.get()));
+        if self.armed.get() {
             self.report_unhandled();
         }
-        let mut chunk = self.head.get();
+        let mut chunk = inline;
         while !chunk.is_null() {
             // SAFETY: `chunk` is a chunk of this arena: its entries, each
             // starting with a `Header` and `words` long, fill it to `used`;
-            // each is dropped once, then the chunk is freed with the layout
-            // it was allocated with. Nothing else refers to the arena.
+            // each is dropped once, then a heap chunk is freed with the
+            // layout it was allocated with (the inline one goes with the
+            // state). Nothing else refers to the arena.
             unsafe {
                 let Chunk { next, used, cap } = chunk.cast::<Chunk>().read();
                 let mut at = 1;
@@ -488,19 +544,25 @@ impl Drop for Inner {
                     at += words as usize;
                     ops(e, Op::Drop);
                 }
-                alloc::dealloc(chunk.cast(), chunk_layout(cap as usize));
+                if chunk != inline {
+                    alloc::dealloc(chunk.cast(), chunk_layout(cap as usize));
+                }
                 chunk = next;
             }
         }
         // A chain of Deferreds each waiting on the next, dropped from the
         // innermost (every one paused for good): unlinked in a loop, not by
         // recursive drops.
+        // (The state is never moved out of its `Rc`: the first chunk is
+        // inside it.)
         let mut next = self.continuation.take();
         while let Some(c) = next {
-            next = match Rc::try_unwrap(c.outer) {
-                Ok(outer) => outer.continuation.take(),
-                Err(_) => None,
+            next = if Rc::strong_count(&c.outer) == 1 {
+                c.outer.continuation.take()
+            } else {
+                None
             };
+            drop(c);
         }
     }
 }
@@ -542,6 +604,7 @@ fn run_entries(inner: &Rc<Inner>) -> bool {
         return false;
     }
     inner.running.set(true);
+    inner.armed.set(false);
     let (mut chunk, mut at, mut prev) = (inner.chunk.get(), inner.at.get(), inner.prev.get());
     let mut step = Step::Next;
     // SAFETY: the cursor is an entry boundary in a chunk of this arena (or
@@ -598,7 +661,8 @@ pub(crate) fn new_inner<T: 'static>(
             })
         })
     });
-    let inner = Rc::new(Inner {
+    let uninit: Rc<MaybeUninit<Inner>> = Rc::new_uninit();
+    let state = State {
         head: Cell::new(ptr::null_mut()),
         tail: Cell::new(ptr::null_mut()),
         last: Cell::new(ptr::null_mut()),
@@ -613,6 +677,7 @@ pub(crate) fn new_inner<T: 'static>(
         suppress: Cell::new(false),
         consumer: Cell::new(true),
         taken: Cell::new(false),
+        armed: Cell::new(false),
         resolvers: Cell::new(1),
         waiting_on: Cell::new(None),
         continuation: Cell::new(None),
@@ -620,7 +685,33 @@ pub(crate) fn new_inner<T: 'static>(
         canceller: Cell::new(canceller),
         fail_source: fire_failure_as::<T>,
         created,
-    });
+    };
+    // SAFETY: `uninit` was just allocated and is the only handle on it, so
+    // nothing else reads or writes it while its `state` is written through
+    // this pointer (valid and aligned for an `Inner`). `inline` is a
+    // `MaybeUninit`: left as it is, the `Inner` is initialised. (Building
+    // the whole `Inner` and moving it in would copy its 192-byte chunk.)
+    let inner = unsafe {
+        let p = Rc::as_ptr(&uninit).cast_mut().cast::<Inner>();
+        (&raw mut (*p).state).write(state);
+        uninit.assume_init()
+    };
+    // SAFETY: `Rc::as_ptr` points to the live state; the field's address is
+    // taken without making a reference. The chunk is written only through
+    // pointers derived from this one (and `UnsafeCell` allows that while
+    // shared references to the state exist).
+    let first =
+        unsafe { UnsafeCell::raw_get(&raw const (*Rc::as_ptr(&inner)).inline) }.cast::<Word>();
+    // SAFETY: `first` is `INLINE_CHUNK` words, aligned, unused so far.
+    unsafe {
+        first.cast::<Chunk>().write(Chunk {
+            next: ptr::null_mut(),
+            used: 1,
+            cap: INLINE_CHUNK as u32,
+        })
+    };
+    inner.head.set(first);
+    inner.tail.set(first);
     // SAFETY: both fields are written, the header by `Header::of`.
     let e = unsafe {
         inner.push_with(|e: *mut Source<T>| {

@@ -2,6 +2,10 @@
 //! API. The twin of `conformance/twisted_interp.py`: both print the same
 //! trace format, and `conformance/run.py` diffs them. The language and the
 //! trace format are described in `DESIGN-conformance.md`.
+//!
+//! The formatting helpers, the trace log and the script runner frame
+//! (`trace_script`, `run_all_with`) are shared with the interpreter over
+//! `LocalDeferred` (`local_interp.rs`).
 
 use std::cell::Cell;
 use std::sync::{Arc, Mutex, Once};
@@ -17,7 +21,7 @@ use tokio_deferred::{
 };
 
 /// The value carried by every Deferred of a script: Python's `int | None`.
-type Val = Option<i64>;
+pub(crate) type Val = Option<i64>;
 
 /// The error raised by the `cbfail` and `fail` ops (Python's `MyError(k)`).
 #[derive(Debug, thiserror::Error)]
@@ -48,14 +52,14 @@ fn install_quiet_hook() {
     });
 }
 
-fn fmt_value(v: &Val) -> String {
+pub(crate) fn fmt_value(v: &Val) -> String {
     match v {
         Some(n) => n.to_string(),
         None => "None".to_owned(),
     }
 }
 
-fn fmt_failure(f: &Failure) -> String {
+pub(crate) fn fmt_failure(f: &Failure) -> String {
     if let Some(e) = f.downcast_ref::<FirstError>() {
         return format!("FirstError({}, {})", e.index, fmt_failure(&e.failure));
     }
@@ -84,7 +88,7 @@ fn fmt_failure(f: &Failure) -> String {
     }
 }
 
-fn fmt_result(r: &Result<Val, Failure>) -> String {
+pub(crate) fn fmt_result(r: &Result<Val, Failure>) -> String {
     match r {
         Ok(v) => format!("ok {}", fmt_value(v)),
         Err(f) => format!("err {}", fmt_failure(f)),
@@ -96,17 +100,17 @@ fn fmt_result(r: &Result<Val, Failure>) -> String {
 /// dropping the Resolvers then fails the unfired Deferreds with
 /// `ResolverDroppedError`, which Twisted has no analogue of (DIFFERENCES.md).
 #[derive(Clone, Default)]
-struct Log(Arc<Mutex<(Vec<String>, bool)>>);
+pub(crate) struct Log(Arc<Mutex<(Vec<String>, bool)>>);
 
 impl Log {
-    fn push(&self, line: String) {
+    pub(crate) fn push(&self, line: String) {
         let mut log = self.0.lock().unwrap();
         if !log.1 {
             log.0.push(line);
         }
     }
 
-    fn close(&self) {
+    pub(crate) fn close(&self) {
         self.0.lock().unwrap().1 = true;
     }
 }
@@ -158,7 +162,7 @@ fn traced<O: Send + 'static>(
     })
 }
 
-fn num(w: &[&str], k: usize) -> i64 {
+pub(crate) fn num(w: &[&str], k: usize) -> i64 {
     w.get(k)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("op {w:?}: argument {k} is not a number"))
@@ -625,21 +629,31 @@ fn unhandled_lines(events: &[String]) -> Vec<String> {
 
 /// Runs one script (its ops, one per line) and returns its trace lines.
 pub fn run_script(ops: &[String]) -> Vec<String> {
+    trace_script(|log| {
+        let mut s = Script {
+            log,
+            ..Script::default()
+        };
+        for (n, op) in ops.iter().enumerate() {
+            let w: Vec<&str> = op.split_whitespace().collect();
+            s.op(n, &w);
+        }
+        s.finish();
+        // Resolvers and Deferreds are dropped here, after the trace is done.
+    })
+}
+
+/// Runs one script's body (`run` gets the trace's log) and returns its
+/// trace lines: the events logged, `escaped panic` if a panic escaped the
+/// body, then the sorted unhandled-error reports emitted while it ran
+/// (panic messages of callbacks are silenced meanwhile).
+pub(crate) fn trace_script(run: impl FnOnce(Log)) -> Vec<String> {
     install_quiet_hook();
     let log = Log::default();
     let (outcome, events) = capture_unhandled(|| {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             QUIET.with(|q| q.set(true));
-            let mut s = Script {
-                log: log.clone(),
-                ..Script::default()
-            };
-            for (n, op) in ops.iter().enumerate() {
-                let w: Vec<&str> = op.split_whitespace().collect();
-                s.op(n, &w);
-            }
-            s.finish();
-            // Resolvers and Deferreds are dropped here, after the trace is done.
+            run(log.clone());
         }))
     });
     QUIET.with(|q| q.set(false));
@@ -667,6 +681,12 @@ pub fn parse_scripts(text: &str) -> Vec<(String, Vec<String>)> {
 
 /// Runs every script of a scripts file and returns the whole trace text.
 pub fn run_all(text: &str) -> String {
+    run_all_with(text, run_script)
+}
+
+/// Runs every script of a scripts file through `run_script` and returns
+/// the whole trace text (each trace under its script's header).
+pub(crate) fn run_all_with(text: &str, run_script: fn(&[String]) -> Vec<String>) -> String {
     let mut out = String::new();
     for (header, ops) in parse_scripts(text) {
         out.push_str(&header);
