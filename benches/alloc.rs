@@ -14,7 +14,8 @@ use std::task::{Context, Waker};
 
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, Stats, StatsAlloc};
 use tokio_deferred::{
-    Deferred, DeferredLock, DeferredQueue, DeferredSemaphore, Failure, ensure_deferred, succeed,
+    Deferred, DeferredLock, DeferredQueue, DeferredSemaphore, Failure, LocalDeferred,
+    ensure_deferred, succeed,
 };
 
 mod common;
@@ -144,10 +145,52 @@ fn main() {
         );
     }
     row(
+        "`LocalDeferred::<u64>::new()` unfired, no callbacks",
+        "pair",
+        measure(LocalDeferred::<u64>::new),
+        1.0,
+        "(the `!Send` flavour: its first arena chunk is inline)",
+    );
+    for n in [1u64, 10, 100] {
+        let base = measure(LocalDeferred::<u64>::new);
+        let with = measure(|| {
+            let (d, r) = LocalDeferred::<u64>::new();
+            let mut d = d;
+            for k in 0..n {
+                d = d.add_callback(move |v: u64| Ok::<_, Failure>(v + k));
+            }
+            (d, r)
+        });
+        let per = (with.0 - base.0, with.1 - base.1, with.2 - base.2);
+        row(
+            &format!("`add_callback` on an unfired LocalDeferred ({n} callbacks)"),
+            "callback",
+            per,
+            n as f64,
+            "≤ 1 allocation",
+        );
+    }
+    row(
         "new + 10 `add_callback` + fire + take",
         "chain (all freed but the Deferred)",
         measure(|| {
             let (d, r) = Deferred::<u64>::new();
+            let mut d = d;
+            for k in 0..10u64 {
+                d = d.add_callback(move |v: u64| Ok::<_, Failure>(v + k));
+            }
+            r.callback(0).unwrap();
+            let v = d.try_take().unwrap().unwrap();
+            (d, v)
+        }),
+        1.0,
+        "",
+    );
+    row(
+        "the same on a LocalDeferred",
+        "chain (all freed but the Deferred)",
+        measure(|| {
+            let (d, r) = LocalDeferred::<u64>::new();
             let mut d = d;
             for k in 0..10u64 {
                 d = d.add_callback(move |v: u64| Ok::<_, Failure>(v + k));

@@ -43,6 +43,8 @@
 //!   Deferred returned by a callback continued with, a callback added
 //!   after the fire run at once, a retyped handle returned). Checked by
 //!   `local_checks` before it is timed.
+//! * `local_deferred`: the library's form of that sketch, `LocalDeferred`
+//!   (the chain rows' workload on it, as `core`'s `chain_*_local`).
 //! * `ours`: the chain rows' workload itself, so every ratio is same-run.
 
 // A bench target's helpers need no docs.
@@ -810,6 +812,9 @@ fn chain_floor(c: &mut criterion::Criterion) {
             b.iter(|| black_box(inline_unlocked(n)))
         });
         g.bench_function("local_erased", |b| b.iter(|| black_box(local_erased(n))));
+        g.bench_function("local_deferred", |b| {
+            b.iter(|| black_box(common::local_callback_chain(n)))
+        });
         g.finish();
     }
 }

@@ -72,7 +72,8 @@ def fmt_ns(ns):
 
 FLOOR = "chain_floor_"
 # The chain_floor groups' models, in the order the floor table lists them.
-FLOOR_MODELS = ["anchor", "inline_locked", "intrusive_locked", "intrusive_unlocked", "vec_unlocked", "vec_locked", "ours"]
+FLOOR_MODELS = ["anchor", "inline_locked", "intrusive_locked", "intrusive_unlocked", "vec_unlocked", "vec_locked",
+                "intrusive_spin", "inline_spin", "inline_unlocked", "local_erased", "local_deferred", "ours"]
 
 
 def load(baseline="new"):
@@ -164,12 +165,16 @@ def main():
         if len(g["ratios"]) > 1:
             spread = f" ({min(g['ratios']):.2f}–{max(g['ratios']):.2f})"
         print(f"| {name} | {os_} | {as_} | {ratio:.2f}x{spread} | {tw} | {desc} | {res} |")
-    # The marginal cost per callback, from the 10- and 100-callback chains.
-    if all(k in groups and {"ours", "anchor"} <= groups[k].keys() for k in ("chain_10", "chain_100")):
-        o = (groups["chain_100"]["ours"]["median"] - groups["chain_10"]["ours"]["median"]) / 90
-        a = (groups["chain_100"]["anchor"]["median"] - groups["chain_10"]["anchor"]["median"]) / 90
+    # The marginal cost per callback, from the 10- and 100-callback chains
+    # (of `Deferred`, then of `LocalDeferred`).
+    for suffix, label in (("", "chain"), ("_local", "chain (LocalDeferred)")):
+        c10, c100 = "chain_10" + suffix, "chain_100" + suffix
+        if not all(k in groups and {"ours", "anchor"} <= groups[k].keys() for k in (c10, c100)):
+            continue
+        o = (groups[c100]["ours"]["median"] - groups[c10]["ours"]["median"]) / 90
+        a = (groups[c100]["anchor"]["median"] - groups[c10]["anchor"]["median"]) / 90
         print(
-            f"| chain, marginal per callback (100 − 10) / 90 | {fmt_ns(o)} | {fmt_ns(a)} | "
+            f"| {label}, marginal per callback (100 − 10) / 90 | {fmt_ns(o)} | {fmt_ns(a)} | "
             f"{o / a:.2f}x | — | ≤ 1.3x | {'pass' if o / a <= 1.3 else '**MISS**'} |"
         )
     print()
