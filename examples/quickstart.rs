@@ -94,4 +94,5 @@ pub const TOUR: &[(&str, &str)] = &[
     ("delayed_resource", "HTTP response after defer_later"),
     ("timeout_recipe", "call_later timeouts, then add_timeout"),
     ("inline_callbacks", "@inlineCallbacks, ensureDeferred"),
+    ("local_protocol", "LocalDeferred: one-thread client"),
 ];

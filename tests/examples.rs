@@ -284,3 +284,24 @@ async fn delayed_resource_cancels_the_timer_when_the_client_hangs_up() {
         .await
         .expect("the hang-up did not cancel the Deferred");
 }
+
+#[allow(dead_code)]
+#[path = "../examples/local_protocol.rs"]
+mod local_protocol;
+
+// LocalDeferred: requests answered in order, a follow-up request sent from
+// a callback (the chain waits on it), an errback, `.await` in a local task.
+#[tokio::test(flavor = "current_thread")]
+async fn local_protocol_answers_in_order_and_chains_the_follow_up() {
+    assert_eq!(
+        local_protocol::run().await,
+        [
+            "user:1 is alice",
+            "user:2: no such user; using a guest",
+            "user:1 has 3 messages",
+            "results: 3 messages, guest",
+            "ping -> pong",
+            "sent: get user:1 | get user:2 | get mail:alice | ping",
+        ]
+    );
+}
