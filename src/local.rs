@@ -20,7 +20,9 @@
 //!
 //! Twisted's Deferred lives on one thread, the reactor's, and so does a
 //! `LocalDeferred`: its handles are neither `Send` nor `Sync`, its
-//! callbacks need not be `Send`, and it costs no atomic operation. Its
+//! callbacks need not be `Send`, and its own bookkeeping uses no atomic
+//! operation (a [`Failure`] is still an `Arc`, and wakers are the
+//! runtime's). Its
 //! callbacks are kept in one arena per chain instead of a box each, so a
 //! chain of ten callbacks costs less than ten boxed closures in a `Vec`
 //! (`BENCHMARKS.md`, the `chain_10`/`chain_100` rows: the target the
@@ -62,13 +64,36 @@
 //! `tokio_deferred::unhandled`) when its handle goes.
 //!
 //! Callbacks and values must be `'static`. A closure or value aligned to
-//! more than 16 bytes is a compile error (the arena's unit is 16 bytes):
-//! box it.
+//! more than 16 bytes, or larger than 1 GiB, is a compile error (the
+//! arena's unit is 16 bytes): box it.
+//!
+//! ```compile_fail
+//! use tokio_deferred::LocalDeferred;
+//!
+//! #[repr(align(64))]
+//! struct CachePadded(u64);
+//!
+//! // error: LocalDeferred keeps callbacks and values aligned to at most 16
+//! // bytes: box the over-aligned value (Box<T>) or use Deferred
+//! let d = LocalDeferred::succeed(CachePadded(1));
+//! ```
+//!
+//! Boxed, it works:
+//!
+//! ```
+//! use tokio_deferred::LocalDeferred;
+//!
+//! #[repr(align(64))]
+//! struct CachePadded(u64);
+//!
+//! let d = LocalDeferred::succeed(Box::new(CachePadded(1))).add_callback(|b| Ok(b.0));
+//! assert_eq!(d.try_take().unwrap().unwrap(), 1);
+//! ```
 
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
-use std::panic::{AssertUnwindSafe, Location, catch_unwind};
+use std::panic::Location;
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
@@ -124,12 +149,11 @@ impl<U: 'static> IntoLocalOutcome for LocalDeferred<U> {
     }
 }
 
-/// Runs user code, turning a panic into a failure.
-#[inline(always)]
-fn guard<U: 'static>(f: impl FnOnce() -> LocalOutcome<U>) -> LocalOutcome<U> {
-    catch_unwind(AssertUnwindSafe(f))
-        .unwrap_or_else(|payload| LocalOutcome::Ready(Err(Failure::from_panic(payload))))
-}
+// The links below run user code (the closure called, and the drop of the
+// closure not called) inside the `catch_unwind` of the run loop
+// (`chain::run_entry`), so a panic in either becomes the failure. The
+// closure not called is dropped first, before the result is built: a panic
+// in that drop then drops the result as it unwinds.
 
 /// `add_callback`'s link.
 struct OnOk<F, R>(F, PhantomData<fn() -> R>);
@@ -142,8 +166,11 @@ where
     #[inline(always)]
     fn call(self, input: Res<T>) -> LocalOutcome<R::Output> {
         match input {
-            Ok(v) => guard(move || (self.0)(v).into_local_outcome()),
-            Err(e) => LocalOutcome::Ready(Err(e)),
+            Ok(v) => (self.0)(v).into_local_outcome(),
+            Err(e) => {
+                drop(self.0);
+                LocalOutcome::Ready(Err(e))
+            }
         }
     }
 }
@@ -159,8 +186,11 @@ where
     #[inline(always)]
     fn call(self, input: Res<T>) -> LocalOutcome<T> {
         match input {
-            Ok(v) => LocalOutcome::Ready(Ok(v)),
-            Err(e) => guard(move || (self.0)(e).into_local_outcome()),
+            Ok(v) => {
+                drop(self.0);
+                LocalOutcome::Ready(Ok(v))
+            }
+            Err(e) => (self.0)(e).into_local_outcome(),
         }
     }
 }
@@ -175,7 +205,7 @@ where
 {
     #[inline(always)]
     fn call(self, input: Res<T>) -> LocalOutcome<R::Output> {
-        guard(move || (self.0)(input).into_local_outcome())
+        (self.0)(input).into_local_outcome()
     }
 }
 
@@ -191,9 +221,16 @@ where
 {
     #[inline(always)]
     fn call(self, input: Res<T>) -> LocalOutcome<R1::Output> {
+        let OnEither(callback, errback, _) = self;
         match input {
-            Ok(v) => guard(move || (self.0)(v).into_local_outcome()),
-            Err(e) => guard(move || (self.1)(e).into_local_outcome()),
+            Ok(v) => {
+                drop(errback);
+                callback(v).into_local_outcome()
+            }
+            Err(e) => {
+                drop(callback);
+                errback(e).into_local_outcome()
+            }
         }
     }
 }
@@ -409,8 +446,9 @@ impl<T: 'static> LocalDeferred<T> {
     /// [`unpause`](Self::unpause) (Twisted's `pause`). Pauses are counted.
     ///
     /// As in Twisted, pausing from inside one of this Deferred's own
-    /// callbacks does not stop the callbacks already queued behind it in the
-    /// current run; callbacks added afterwards wait.
+    /// callbacks does not stop the current run: the callbacks queued behind
+    /// it, and any added while it runs, still run; callbacks added after the
+    /// run wait.
     pub fn pause(&self) {
         self.typed.inner().pause();
     }
@@ -643,7 +681,10 @@ impl<T: 'static> fmt::Debug for LocalResolver<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LocalResolver")
             .field("called", &self.is_called())
-            .field("created", &self.source.inner().created())
+            .field(
+                "created",
+                &format_args!("{}", self.source.inner().created()),
+            )
             .finish()
     }
 }

@@ -556,8 +556,20 @@ fn drive(mut stop: Stop) {
 
 /// Cancels a Deferred, forwarding iteratively down chained Deferreds.
 pub(crate) fn cancel_core(mut core: Arc<dyn Core>) {
+    // Brent's cycle detection: Deferreds waiting on each other (a callback
+    // returned a Deferred that waits, in the end, on the first) would make
+    // the walk endless; it stops instead, in time linear in the walk.
+    let addr = |c: &Arc<dyn Core>| Arc::as_ptr(c).cast::<()>();
+    let (mut mark, mut power, mut steps) = (addr(&core), 1usize, 0usize);
     while let Some(next) = core.cancel_one() {
         core = next;
+        if addr(&core) == mark {
+            return;
+        }
+        steps += 1;
+        if steps == power {
+            (mark, power, steps) = (addr(&core), power * 2, 0);
+        }
     }
 }
 

@@ -270,3 +270,24 @@ async fn cancel_on_drop_cancels_a_losing_deferred() {
     r.callback(2).unwrap();
     assert_eq!(d.await.unwrap(), 2);
 }
+
+// Found while reviewing LocalDeferred: two Deferreds waiting on each other
+// (A's callback returned B, B's returned A) made cancel() loop forever.
+// It now stops (Brent's cycle detection in `cancel_core`); Twisted raises
+// RecursionError there.
+#[test]
+fn cancelling_deferreds_that_wait_on_each_other_returns() {
+    use std::sync::Mutex;
+    let a_cell: Arc<Mutex<Option<Deferred<u32>>>> = Arc::default();
+    let a2 = a_cell.clone();
+    let (b, br) = Deferred::<u32>::new();
+    let b = b.add_callback(move |_| a2.lock().unwrap().take().unwrap());
+    let b_cell = Mutex::new(Some(b));
+    let a = succeed(0u32).add_callback(move |_| b_cell.lock().unwrap().take().unwrap());
+    let handle = a.cancel_handle();
+    *a_cell.lock().unwrap() = Some(a);
+    br.callback(1).unwrap();
+    handle.cancel();
+    handle.cancel();
+    assert!(a_cell.lock().unwrap().is_none());
+}

@@ -7,10 +7,11 @@
 //! A chain is a sequence of *entries* in an arena of 16-byte words. The
 //! arena is a list of chunks: the first, of 12 words, inside the state's
 //! own allocation, then heap chunks of 32 words, each next one twice the
-//! last. A chunk never moves (the state is behind an `Rc`), so a callback may add to the chain while
-//! it runs. Each entry is a `repr(C)` [`Header`] (its run and ops functions,
-//! its length in words, where its output slot is) followed by the link (the
-//! user's closure) and the output slot, an `Option<Result<U, Failure>>`.
+//! last. A chunk never moves (the state is never moved out of its `Rc`),
+//! so a callback may add to the chain while it runs. Each entry is a
+//! `repr(C)` [`Header`] (its run and ops functions, its length in words,
+//! where its output slot is) followed by the link (the user's closure) and
+//! the output slot, an `Option<Result<U, Failure>>`.
 //! The first entry is the [`Source`]: its slot receives the fired value.
 //! Entry `k` takes its input from entry `k - 1`'s slot and leaves its
 //! output in its own, so a value stays typed from slot to slot and no
@@ -34,7 +35,10 @@
 //!
 //! No `RefCell` borrow or reference into the arena is held while user code
 //! runs: the state is `Cell`s, the arena is reached through raw pointers,
-//! and the run loop re-reads a chunk's length after every entry.
+//! and the run loop re-reads a chunk's length after every entry. The run
+//! loop holds an `Rc` of the state it runs, so user code cannot free it.
+//! `tests/local.rs` runs under Miri, with Stacked and Tree Borrows
+//! (`scripts/miri.sh`).
 
 #![allow(unsafe_code)]
 
@@ -82,6 +86,9 @@ const INLINE_CHUNK: usize = 12;
 
 /// The first chunk on the heap (512 bytes); each next one doubles.
 const FIRST_HEAP_CHUNK: usize = 32;
+
+/// The largest chunk, in words (4 GiB).
+const MAX_CHUNK: usize = 1 << 28;
 
 /// What [`Header::ops`] is asked to do.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -143,13 +150,22 @@ struct Entry<T, U, L> {
     input: PhantomData<fn(T)>,
 }
 
-/// Entries must fit the arena's alignment; a post-monomorphization error
-/// with this message names the fix.
+/// The largest entry, in bytes (1 GiB): sizes and offsets then fit the
+/// arena's `u32` word counts with room to spare.
+const MAX_ENTRY: usize = 1 << 30;
+
+/// An entry's length in words. Entries must fit the arena's alignment and
+/// size; every use is in a `const` block, so a type that does not is a
+/// compile error (after monomorphization) with this message, not a panic.
 const fn words_of<E>() -> u32 {
     assert!(
         mem::align_of::<E>() <= mem::align_of::<Word>(),
         "LocalDeferred keeps callbacks and values aligned to at most 16 bytes: \
          box the over-aligned value (Box<T>) or use Deferred"
+    );
+    assert!(
+        mem::size_of::<E>() <= MAX_ENTRY,
+        "LocalDeferred keeps callbacks and values of at most 1 GiB: box the value (Box<T>)"
     );
     mem::size_of::<E>().div_ceil(mem::size_of::<Word>()) as u32
 }
@@ -194,7 +210,7 @@ impl Header {
         Header {
             run,
             ops: ops_of::<E, U>,
-            words: words_of::<E>(),
+            words: const { words_of::<E>() },
             out: out as u32,
         }
     }
@@ -219,7 +235,10 @@ unsafe fn run_entry<T: 'static, U: 'static, L: Link<T, U>>(
     };
     let input = input.unwrap_or_else(|| Err(Failure::new(ResultTakenError {})));
     let outcome = match link {
-        Some(link) => link.call(input),
+        // All of the link's user code (its closure, and dropping the one it
+        // does not call) runs here: a panic becomes a failure.
+        Some(link) => catch_unwind(AssertUnwindSafe(move || link.call(input)))
+            .unwrap_or_else(|payload| LocalOutcome::Ready(Err(Failure::from_panic(payload)))),
         // The run loop visits each entry once.
         None => LocalOutcome::Ready(input.and_then(|_| Err(Failure::new(ResultTakenError {})))),
     };
@@ -232,7 +251,7 @@ unsafe fn run_entry<T: 'static, U: 'static, L: Link<T, U>>(
             unsafe { *out = Some(r) };
             Step::Next
         }
-        LocalOutcome::Chain(d) => match d.into_typed().chain_into(inner) {
+        LocalOutcome::Chain(d) => match d.into_typed().chain_into(inner, e) {
             Ok(r) => {
                 // SAFETY: as above.
                 unsafe { *out = Some(r) };
@@ -257,6 +276,8 @@ unsafe fn move_result<U>(from: *mut Word, to: *mut Word) {
 /// An inner chain's promise to hand its result to the chain waiting on it.
 struct Continuation {
     outer: Rc<Inner>,
+    /// The entry of `outer`'s arena whose output the result is.
+    entry: *mut Word,
     /// `move_result::<U>` for the `U` both slots hold.
     mover: unsafe fn(*mut Word, *mut Word),
 }
@@ -310,6 +331,8 @@ pub(crate) struct State {
     consumer: Cell<bool>,
     /// The result was taken by `try_take` or `.await`.
     taken: Cell<bool>,
+    /// The canceller is running (a nested `cancel()` does nothing).
+    cancelling: Cell<bool>,
     /// The last run ended on a failure (Twisted's `failResult`): only then
     /// is a failure still held when the state goes reported. A failure that
     /// reached a paused chain, or one moved on, is not.
@@ -346,14 +369,14 @@ impl Inner {
     /// with a `Header` made by `Header::of::<E, _>`.
     #[inline(always)]
     unsafe fn push_with<E>(&self, fill: impl FnOnce(*mut E)) -> *mut Word {
-        let words = words_of::<E>();
+        let words = const { words_of::<E>() };
         let mut tail = self.tail.get();
         // SAFETY: `tail` is null or the last chunk, whose header says how
         // much of it is in use; a new chunk is linked before use.
         unsafe {
             if tail.is_null() || {
                 let c = &*tail.cast::<Chunk>();
-                c.used + words > c.cap
+                c.used as usize + words as usize > c.cap as usize
             } {
                 tail = self.grow(words);
             }
@@ -379,6 +402,9 @@ impl Inner {
             // SAFETY: `tail` is a chunk.
             unsafe { ((*tail.cast::<Chunk>()).cap as usize * 2).max(FIRST_HEAP_CHUNK) }
         }
+        // Chunks stop doubling at 4 GiB; an entry (at most 1 GiB) always
+        // fits one, and every count fits a `u32`.
+        .min(MAX_CHUNK)
         .max(words as usize + 1);
         let layout = chunk_layout(cap);
         // SAFETY: `layout` is not zero-sized.
@@ -527,6 +553,11 @@ impl Drop for Inner {
         if self.armed.get() {
             self.report_unhandled();
         }
+        // The entries before `prev` have run: each gave up its link and
+        // had its output taken by the next one, so only `prev` (the current
+        // result) and the entries after it hold anything to drop.
+        let prev = self.prev.get();
+        let mut live = false;
         let mut chunk = inline;
         while !chunk.is_null() {
             // SAFETY: `chunk` is a chunk of this arena: its entries, each
@@ -542,7 +573,10 @@ impl Drop for Inner {
                     let h = &*e.cast::<Header>();
                     let (ops, words) = (h.ops, h.words);
                     at += words as usize;
-                    ops(e, Op::Drop);
+                    live |= e == prev;
+                    if live {
+                        ops(e, Op::Drop);
+                    }
                 }
                 if chunk != inline {
                     alloc::dealloc(chunk.cast(), chunk_layout(cap as usize));
@@ -579,15 +613,26 @@ fn run(mut cur: Rc<Inner>) {
                 cur.finish();
                 return;
             }
-            Some(Continuation { outer, mover }) => {
+            Some(Continuation {
+                outer,
+                entry,
+                mover,
+            }) => {
                 // SAFETY: `mover` is `move_result::<U>` for the `U` both
                 // slots hold (made in `chain_into`); `cur` has run to its
-                // end, so its `prev` is its last entry, and `outer`'s
-                // `prev` is the entry that returned this chain.
-                unsafe { mover(cur.prev.get(), outer.prev.get()) };
+                // end, so its `prev` is its last entry; `entry` is the
+                // entry of `outer`'s arena (alive: `outer` is held) that
+                // returned this chain.
+                unsafe { mover(cur.prev.get(), entry) };
                 outer.waiting.set(false);
                 drop(outer.waiting_on.take());
-                cur = outer;
+                // The finished inner state may be freed here, running user
+                // `Drop` code: a panic there must not stop the outer chain.
+                let done = mem::replace(&mut cur, outer);
+                if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(done))) {
+                    run(cur);
+                    std::panic::resume_unwind(payload);
+                }
                 if cur.paused.get() > 0 {
                     return;
                 }
@@ -605,44 +650,63 @@ fn run_entries(inner: &Rc<Inner>) -> bool {
     }
     inner.running.set(true);
     inner.armed.set(false);
-    let (mut chunk, mut at, mut prev) = (inner.chunk.get(), inner.at.get(), inner.prev.get());
-    let mut step = Step::Next;
+    // Stores the cursor back and ends the run when dropped, also if a panic
+    // unwinds out of the loop (none from user code should: `run_entry`
+    // catches them), so the chain is never left "running" for good.
+    let mut cur = RunCursor {
+        inner,
+        chunk: inner.chunk.get(),
+        at: inner.at.get(),
+        prev: inner.prev.get(),
+    };
     // SAFETY: the cursor is an entry boundary in a chunk of this arena (or
     // its end), and `prev` the entry before it. Chunks never move; a link
     // that pushes to this arena appends behind the cursor, which re-reads
     // each chunk's `used` and `next`. The arena lives as long as `inner`,
-    // which the caller holds.
+    // which the caller holds. `prev` moves to the entry before it runs, so
+    // if the run unwinds, the next one reads that entry's slot, of the
+    // type it expects.
     unsafe {
         loop {
-            let c = chunk.cast::<Chunk>();
-            if at >= (*c).used {
+            let c = cur.chunk.cast::<Chunk>();
+            if cur.at >= (*c).used {
                 let next = (*c).next;
                 if next.is_null() {
-                    break;
+                    return true;
                 }
-                (chunk, at) = (next, 1);
+                (cur.chunk, cur.at) = (next, 1);
                 continue;
             }
-            let e = chunk.add(at as usize);
+            let e = cur.chunk.add(cur.at as usize);
             let h = &*e.cast::<Header>();
             let (run, words) = (h.run, h.words);
-            at += words;
-            inner.pending.set(inner.pending.get() - 1);
+            let prev = cur.prev;
             let input = prev.cast::<u8>().add((*prev.cast::<Header>()).out as usize);
-            step = run(e, input, inner);
-            prev = e;
-            if let Step::Wait = step {
-                break;
+            cur.at += words;
+            cur.prev = e;
+            inner.pending.set(inner.pending.get() - 1);
+            if let Step::Wait = run(e, input, inner) {
+                return false;
             }
         }
     }
-    inner.chunk.set(chunk);
-    inner.at.set(at);
-    inner.prev.set(prev);
-    inner.running.set(false);
-    match step {
-        Step::Next => true,
-        Step::Wait => false,
+}
+
+/// `run_entries`' cursor, stored back into the state when the run ends.
+struct RunCursor<'a> {
+    inner: &'a Inner,
+    chunk: *mut Word,
+    at: u32,
+    prev: *mut Word,
+}
+
+impl Drop for RunCursor<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.inner.chunk.set(self.chunk);
+        self.inner.at.set(self.at);
+        self.inner.prev.set(self.prev);
+        self.inner.running.set(false);
     }
 }
 
@@ -678,6 +742,7 @@ pub(crate) fn new_inner<T: 'static>(
         consumer: Cell::new(true),
         taken: Cell::new(false),
         armed: Cell::new(false),
+        cancelling: Cell::new(false),
         resolvers: Cell::new(1),
         waiting_on: Cell::new(None),
         continuation: Cell::new(None),
@@ -809,10 +874,12 @@ impl<T: 'static> Typed<T> {
         }
     }
 
-    /// Returned by a link of `outer`'s chain: the result now if this chain
-    /// is done, else `Err(())` after arranging for it to be moved into
-    /// the returning entry's slot (`outer`'s last run entry) later.
-    fn chain_into(self, outer: &Rc<Inner>) -> Result<Res<T>, ()> {
+    /// Returned by `entry`, a link of `outer`'s chain: the result now if
+    /// this chain is done, else `Err(())` after arranging for it to be
+    /// moved into `entry`'s slot later. Runs no user code before the wait
+    /// is linked up (a waker registered on this handle is left in place:
+    /// dropping it could run code).
+    fn chain_into(self, outer: &Rc<Inner>, entry: *mut Word) -> Result<Res<T>, ()> {
         if Rc::ptr_eq(&self.inner, outer) {
             // `self` is the chain it was returned into: its consumer is the
             // running link's chain, so it is forgotten, not released.
@@ -821,7 +888,6 @@ impl<T: 'static> Typed<T> {
             let inner = unsafe { ptr::read(&this.inner) };
             // No handle is left: the failure is reported when the run ends.
             inner.consumer.set(false);
-            drop(inner.waker.take());
             return Ok(Err(Failure::new(ChainedToSelfError {})));
         }
         if let Some(r) = self.try_take() {
@@ -832,13 +898,13 @@ impl<T: 'static> Typed<T> {
         let inner = unsafe { ptr::read(&this.inner) };
         // The handle moves into the chain: no consumer to report to.
         inner.consumer.set(false);
-        drop(inner.waker.take());
         outer.waiting.set(true);
         outer.waiting_on.set(Some(Rc::downgrade(&inner)));
-        // The entry now running is `outer`'s next `prev`; its slot and this
-        // chain's last slot both hold `Option<Res<T>>`.
+        // `entry`'s slot and this chain's last slot both hold
+        // `Option<Res<T>>` (`entry` returned a `LocalDeferred<T>`).
         inner.continuation.set(Some(Continuation {
             outer: outer.clone(),
+            entry,
             mover: move_result::<T>,
         }));
         Err(())
@@ -940,21 +1006,13 @@ unsafe fn fire_failure_as<T>(inner: &Rc<Inner>, failure: Failure) {
 /// loop, however deep the nesting); anything else is left alone.
 pub(crate) fn cancel(inner: &Rc<Inner>) {
     let mut cur = inner.clone();
+    // Brent's cycle detection: chains waiting on each other (a callback
+    // returned a chain that waits, in the end, on the first) would make
+    // the walk endless; it stops instead, in time linear in the walk.
+    let (mut mark, mut power, mut steps) = (Rc::as_ptr(&cur), 1usize, 0usize);
     loop {
         if !cur.fired.get() {
-            match cur.canceller.take() {
-                Some(canceller) => {
-                    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| canceller(&cur))) {
-                        if !cur.fired.get() {
-                            fire_failure(&cur, Failure::from_panic(payload));
-                        }
-                    }
-                }
-                None => cur.suppress.set(true),
-            }
-            if !cur.fired.get() {
-                fire_failure(&cur, Failure::new(CancelledError::new()));
-            }
+            cancel_unfired(&cur);
             return;
         }
         if !cur.waiting.get() {
@@ -966,6 +1024,45 @@ pub(crate) fn cancel(inner: &Rc<Inner>) {
         match next {
             Some(next) => cur = next,
             None => return,
+        }
+        if Rc::as_ptr(&cur) == mark {
+            return;
+        }
+        steps += 1;
+        if steps == power {
+            (mark, power, steps) = (Rc::as_ptr(&cur), power * 2, 0);
+        }
+    }
+}
+
+/// `cancel` of an unfired chain.
+fn cancel_unfired(inner: &Rc<Inner>) {
+    if inner.cancelling.get() {
+        // `cancel()` from inside the canceller: the outer call decides.
+        return;
+    }
+    match inner.canceller.take() {
+        Some(canceller) => {
+            inner.cancelling.set(true);
+            // One more resolver while the canceller runs, so that one that
+            // drops the others (a timer's, say) does not fail the chain
+            // with `ResolverDroppedError` before `CancelledError` applies.
+            inner.resolvers.set(inner.resolvers.get() + 1);
+            let outcome = catch_unwind(AssertUnwindSafe(|| canceller(inner)));
+            inner.cancelling.set(false);
+            if let Err(payload) = outcome {
+                if !inner.fired.get() {
+                    fire_failure(inner, Failure::from_panic(payload));
+                }
+            }
+            if !inner.fired.get() {
+                fire_failure(inner, Failure::new(CancelledError::new()));
+            }
+            inner.resolvers.set(inner.resolvers.get() - 1);
+        }
+        None => {
+            inner.suppress.set(true);
+            fire_failure(inner, Failure::new(CancelledError::new()));
         }
     }
 }
