@@ -168,6 +168,231 @@ pub(crate) fn num(w: &[&str], k: usize) -> i64 {
         .unwrap_or_else(|| panic!("op {w:?}: argument {k} is not a number"))
 }
 
+/// The arms of the core ops (`new` .. `cbdo`), written once for both
+/// interpreters: this one over `Deferred`, `local_interp.rs` over
+/// `LocalDeferred`. It expands to the `match` on the op's name in their
+/// `op`, followed by the caller's own arms (`chain`, the fallback). `$D` and
+/// `$R` name the Deferred and resolver types, `$succeed` and `$fail` make
+/// fired ones; the caller's module provides `take_slot`, `put_slot`,
+/// `cancel_handle_of` and `simple_op` for its slot type.
+macro_rules! core_ops {
+    (
+        $s:ident, $w:ident, $i:ident, $tag:ident, $log:ident,
+        $D:ident, $R:ident, $succeed:expr, $fail:expr,
+        { $($more:tt)* }
+    ) => {{
+        let this = &mut *$s;
+        let (w, i, tag, log) = ($w, $i, $tag, $log);
+        match w[0] {
+            "new" => {
+                this.slot(i);
+                let (d, r) = $D::<Val>::new();
+                this.put(i, d);
+                this.rs[i] = Some(r);
+            }
+            "newok" | "newerr" => {
+                this.slot(i);
+                let d = if w[0] == "newok" {
+                    ($succeed)(Some(num(w, 2)))
+                } else {
+                    ($fail)(MyError(num(w, 2)))
+                };
+                this.put(i, d);
+            }
+            "newc" => {
+                this.slot(i);
+                let mode = w[2].to_owned();
+                let arg = if w.len() > 3 { num(w, 3) } else { 0 };
+                let (d, r) = $D::<Val>::with_canceller(move |r: &$R<Val>| {
+                    log.push(format!("canceller d{i}"));
+                    match mode.as_str() {
+                        "cb" => drop(r.callback(Some(arg))),
+                        "eb" => drop(r.errback(MyError(arg))),
+                        _ => {}
+                    }
+                });
+                this.put(i, d);
+                this.rs[i] = Some(r);
+            }
+            "cb" => {
+                let k = num(w, 2);
+                let d = this.take(i).add_callback(move |v: Val| {
+                    log.push(format!("{tag} cb got ok {}", fmt_value(&v)));
+                    Ok(Some(v.unwrap_or(0) + k))
+                });
+                this.put(i, d);
+            }
+            "cbs" => {
+                let k = num(w, 2);
+                let v = num(w, 3);
+                let log2 = log.clone();
+                let tag2 = tag.clone();
+                let d = this.take(i).add_callbacks(
+                    move |x: Val| {
+                        log.push(format!("{tag} cbs got ok {}", fmt_value(&x)));
+                        Ok(Some(x.unwrap_or(0) + k))
+                    },
+                    move |f: Failure| {
+                        log2.push(format!("{tag2} cbs got err {}", fmt_failure(&f)));
+                        Ok(Some(v))
+                    },
+                );
+                this.put(i, d);
+            }
+            "cbfail" => {
+                let k = num(w, 2);
+                let d = this
+                    .take(i)
+                    .add_callback(move |v: Val| -> Result<Val, Failure> {
+                        log.push(format!("{tag} cbfail got ok {}", fmt_value(&v)));
+                        Err(Failure::new(MyError(k)))
+                    });
+                this.put(i, d);
+            }
+            "cbpanic" => {
+                let k = num(w, 2);
+                let d = this
+                    .take(i)
+                    .add_callback(move |v: Val| -> Result<Val, Failure> {
+                        log.push(format!("{tag} cbpanic got ok {}", fmt_value(&v)));
+                        panic!("{k}")
+                    });
+                this.put(i, d);
+            }
+            "cbret" => {
+                let j = num(w, 2) as usize;
+                let inner = this.take(j);
+                this.consumed[j] = true;
+                let d = this.take(i).add_callback(move |v: Val| {
+                    log.push(format!("{tag} cbret got ok {}", fmt_value(&v)));
+                    inner
+                });
+                this.put(i, d);
+            }
+            "ebret" => {
+                let j = num(w, 2) as usize;
+                let inner = this.take(j);
+                this.consumed[j] = true;
+                let d = this.take(i).add_errback(move |f: Failure| {
+                    log.push(format!("{tag} ebret got err {}", fmt_failure(&f)));
+                    inner
+                });
+                this.put(i, d);
+            }
+            "cbfire" => {
+                let j = num(w, 2) as usize;
+                let v = num(w, 3);
+                let target = this.r(j).clone();
+                let d = this.take(i).add_callback(move |x: Val| {
+                    log.push(format!("{tag} cbfire got ok {}", fmt_value(&x)));
+                    let outcome = match target.callback(Some(v)) {
+                        Ok(()) => "ok",
+                        Err(_) => "AlreadyCalledError",
+                    };
+                    log.push(format!("{tag} fire d{j}: {outcome}"));
+                    Ok(x)
+                });
+                this.put(i, d);
+            }
+            "cbcancel" => {
+                let j = num(w, 2) as usize;
+                let target = cancel_handle_of(&this.ds[j]);
+                let d = this.take(i).add_callback(move |x: Val| {
+                    log.push(format!("{tag} cbcancel got ok {}", fmt_value(&x)));
+                    target.cancel();
+                    Ok(x)
+                });
+                this.put(i, d);
+            }
+            "ebrec" => {
+                let v = num(w, 2);
+                let d = this.take(i).add_errback(move |f: Failure| {
+                    log.push(format!("{tag} ebrec got err {}", fmt_failure(&f)));
+                    Ok(Some(v))
+                });
+                this.put(i, d);
+            }
+            "ebfail" => {
+                let k = num(w, 2);
+                let d = this
+                    .take(i)
+                    .add_errback(move |f: Failure| -> Result<Val, Failure> {
+                        log.push(format!("{tag} ebfail got err {}", fmt_failure(&f)));
+                        Err(Failure::new(MyError(k)))
+                    });
+                this.put(i, d);
+            }
+            "eberr" => {
+                let d = this
+                    .take(i)
+                    .add_errback(move |f: Failure| -> Result<Val, Failure> {
+                        log.push(format!("{tag} eberr got err {}", fmt_failure(&f)));
+                        Err(f)
+                    });
+                this.put(i, d);
+            }
+            "both" => {
+                let d = this.take(i).add_both(move |r: Result<Val, Failure>| {
+                    log.push(format!("{tag} both got {}", fmt_result(&r)));
+                    r
+                });
+                this.put(i, d);
+            }
+            "fire" | "fail" => {
+                let v = num(w, 2);
+                let res = if w[0] == "fire" {
+                    this.r(i).callback(Some(v)).map_err(|_| ())
+                } else {
+                    this.r(i).errback(MyError(v)).map_err(|_| ())
+                };
+                let outcome = if res.is_ok() {
+                    "ok"
+                } else {
+                    "AlreadyCalledError"
+                };
+                this.log.push(format!("{tag} {} d{i}: {outcome}", w[0]));
+            }
+            "drop" => {
+                drop(this.take(i));
+                this.consumed[i] = true;
+            }
+            "pause" | "unpause" | "cancel" => {
+                let d = this.take(i);
+                simple_op(w[0], &d);
+                this.put(i, d);
+            }
+            "cbdo" => {
+                let sub = w[2].to_owned();
+                let j = num(w, 3) as usize;
+                let k = if w.len() > 4 { num(w, 4) } else { 0 };
+                let slot = this.ds[j].clone();
+                let d = this.take(i).add_callback(move |x: Val| {
+                    log.push(format!("{tag} cbdo got ok {}", fmt_value(&x)));
+                    let Some(d) = take_slot(&slot) else {
+                        log.push(format!("{tag} d{j} unavailable"));
+                        return Ok(x);
+                    };
+                    let d = if sub == "cb" {
+                        let log = log.clone();
+                        d.add_callback(move |v: Val| {
+                            log.push(format!("{tag}+ cb got ok {}", fmt_value(&v)));
+                            Ok(Some(v.unwrap_or(0) + k))
+                        })
+                    } else {
+                        simple_op(&sub, &d);
+                        d
+                    };
+                    put_slot(&slot, d);
+                    Ok(x)
+                });
+                this.put(i, d);
+            }
+            $($more)*
+        }
+    }};
+}
+pub(crate) use core_ops;
+
 impl Script {
     fn slot(&mut self, i: usize) {
         while self.ds.len() <= i {
@@ -312,215 +537,7 @@ impl Script {
         let tag = format!("@{n}");
         let log = self.log.clone();
         let i = num(w, 1) as usize;
-        match w[0] {
-            "new" => {
-                self.slot(i);
-                let (d, r) = Deferred::<Val>::new();
-                self.put(i, d);
-                self.rs[i] = Some(r);
-            }
-            "newok" | "newerr" => {
-                self.slot(i);
-                let d = if w[0] == "newok" {
-                    succeed(Some(num(w, 2)))
-                } else {
-                    fail(MyError(num(w, 2)))
-                };
-                self.put(i, d);
-            }
-            "newc" => {
-                self.slot(i);
-                let mode = w[2].to_owned();
-                let arg = if w.len() > 3 { num(w, 3) } else { 0 };
-                let (d, r) = Deferred::<Val>::with_canceller(move |r: &Resolver<Val>| {
-                    log.push(format!("canceller d{i}"));
-                    match mode.as_str() {
-                        "cb" => drop(r.callback(Some(arg))),
-                        "eb" => drop(r.errback(MyError(arg))),
-                        _ => {}
-                    }
-                });
-                self.put(i, d);
-                self.rs[i] = Some(r);
-            }
-            "cb" => {
-                let k = num(w, 2);
-                let d = self.take(i).add_callback(move |v: Val| {
-                    log.push(format!("{tag} cb got ok {}", fmt_value(&v)));
-                    Ok(Some(v.unwrap_or(0) + k))
-                });
-                self.put(i, d);
-            }
-            "cbs" => {
-                let k = num(w, 2);
-                let v = num(w, 3);
-                let log2 = log.clone();
-                let tag2 = tag.clone();
-                let d = self.take(i).add_callbacks(
-                    move |x: Val| {
-                        log.push(format!("{tag} cbs got ok {}", fmt_value(&x)));
-                        Ok(Some(x.unwrap_or(0) + k))
-                    },
-                    move |f: Failure| {
-                        log2.push(format!("{tag2} cbs got err {}", fmt_failure(&f)));
-                        Ok(Some(v))
-                    },
-                );
-                self.put(i, d);
-            }
-            "cbfail" => {
-                let k = num(w, 2);
-                let d = self
-                    .take(i)
-                    .add_callback(move |v: Val| -> Result<Val, Failure> {
-                        log.push(format!("{tag} cbfail got ok {}", fmt_value(&v)));
-                        Err(Failure::new(MyError(k)))
-                    });
-                self.put(i, d);
-            }
-            "cbpanic" => {
-                let k = num(w, 2);
-                let d = self
-                    .take(i)
-                    .add_callback(move |v: Val| -> Result<Val, Failure> {
-                        log.push(format!("{tag} cbpanic got ok {}", fmt_value(&v)));
-                        panic!("{k}")
-                    });
-                self.put(i, d);
-            }
-            "cbret" => {
-                let j = num(w, 2) as usize;
-                let inner = self.take(j);
-                self.consumed[j] = true;
-                let d = self.take(i).add_callback(move |v: Val| {
-                    log.push(format!("{tag} cbret got ok {}", fmt_value(&v)));
-                    inner
-                });
-                self.put(i, d);
-            }
-            "ebret" => {
-                let j = num(w, 2) as usize;
-                let inner = self.take(j);
-                self.consumed[j] = true;
-                let d = self.take(i).add_errback(move |f: Failure| {
-                    log.push(format!("{tag} ebret got err {}", fmt_failure(&f)));
-                    inner
-                });
-                self.put(i, d);
-            }
-            "cbfire" => {
-                let j = num(w, 2) as usize;
-                let v = num(w, 3);
-                let target = self.r(j).clone();
-                let d = self.take(i).add_callback(move |x: Val| {
-                    log.push(format!("{tag} cbfire got ok {}", fmt_value(&x)));
-                    let outcome = match target.callback(Some(v)) {
-                        Ok(()) => "ok",
-                        Err(_) => "AlreadyCalledError",
-                    };
-                    log.push(format!("{tag} fire d{j}: {outcome}"));
-                    Ok(x)
-                });
-                self.put(i, d);
-            }
-            "cbcancel" => {
-                let j = num(w, 2) as usize;
-                let target: CancelHandle = {
-                    let slot = self.ds[j].lock().unwrap();
-                    slot.as_ref()
-                        .expect("op on a consumed Deferred")
-                        .cancel_handle()
-                };
-                let d = self.take(i).add_callback(move |x: Val| {
-                    log.push(format!("{tag} cbcancel got ok {}", fmt_value(&x)));
-                    target.cancel();
-                    Ok(x)
-                });
-                self.put(i, d);
-            }
-            "ebrec" => {
-                let v = num(w, 2);
-                let d = self.take(i).add_errback(move |f: Failure| {
-                    log.push(format!("{tag} ebrec got err {}", fmt_failure(&f)));
-                    Ok(Some(v))
-                });
-                self.put(i, d);
-            }
-            "ebfail" => {
-                let k = num(w, 2);
-                let d = self
-                    .take(i)
-                    .add_errback(move |f: Failure| -> Result<Val, Failure> {
-                        log.push(format!("{tag} ebfail got err {}", fmt_failure(&f)));
-                        Err(Failure::new(MyError(k)))
-                    });
-                self.put(i, d);
-            }
-            "eberr" => {
-                let d = self
-                    .take(i)
-                    .add_errback(move |f: Failure| -> Result<Val, Failure> {
-                        log.push(format!("{tag} eberr got err {}", fmt_failure(&f)));
-                        Err(f)
-                    });
-                self.put(i, d);
-            }
-            "both" => {
-                let d = self.take(i).add_both(move |r: Result<Val, Failure>| {
-                    log.push(format!("{tag} both got {}", fmt_result(&r)));
-                    r
-                });
-                self.put(i, d);
-            }
-            "fire" | "fail" => {
-                let v = num(w, 2);
-                let res = if w[0] == "fire" {
-                    self.r(i).callback(Some(v)).map_err(|_| ())
-                } else {
-                    self.r(i).errback(MyError(v)).map_err(|_| ())
-                };
-                let outcome = if res.is_ok() {
-                    "ok"
-                } else {
-                    "AlreadyCalledError"
-                };
-                self.log.push(format!("{tag} {} d{i}: {outcome}", w[0]));
-            }
-            "drop" => {
-                drop(self.take(i));
-                self.consumed[i] = true;
-            }
-            "pause" | "unpause" | "cancel" => {
-                let d = self.take(i);
-                simple_op(w[0], &d);
-                self.put(i, d);
-            }
-            "cbdo" => {
-                let sub = w[2].to_owned();
-                let j = num(w, 3) as usize;
-                let k = if w.len() > 4 { num(w, 4) } else { 0 };
-                let slot = self.ds[j].clone();
-                let d = self.take(i).add_callback(move |x: Val| {
-                    log.push(format!("{tag} cbdo got ok {}", fmt_value(&x)));
-                    let Some(d) = take_slot(&slot) else {
-                        log.push(format!("{tag} d{j} unavailable"));
-                        return Ok(x);
-                    };
-                    let d = if sub == "cb" {
-                        let log = log.clone();
-                        d.add_callback(move |v: Val| {
-                            log.push(format!("{tag}+ cb got ok {}", fmt_value(&v)));
-                            Ok(Some(v.unwrap_or(0) + k))
-                        })
-                    } else {
-                        simple_op(&sub, &d);
-                        d
-                    };
-                    *slot.lock().unwrap() = Some(d);
-                    Ok(x)
-                });
-                self.put(i, d);
-            }
+        core_ops!(self, w, i, tag, log, Deferred, Resolver, succeed, fail, {
             "chain" => {
                 let j = num(w, 2) as usize;
                 let target = self.r(j).clone();
@@ -531,7 +548,7 @@ impl Script {
                 self.put(i, d);
             }
             other => panic!("unknown op {other:?}"),
-        }
+        })
     }
 
     fn finish(&mut self) {
@@ -589,6 +606,20 @@ impl Script {
 /// Takes a handle out of its slot, without holding the lock afterwards.
 fn take_slot(slot: &Slot) -> Option<Deferred<Val>> {
     slot.lock().unwrap().take()
+}
+
+/// Puts a handle back into its slot.
+fn put_slot(slot: &Slot, d: Deferred<Val>) {
+    *slot.lock().unwrap() = Some(d);
+}
+
+/// A cancel handle on the Deferred in a slot.
+fn cancel_handle_of(slot: &Slot) -> CancelHandle {
+    slot.lock()
+        .unwrap()
+        .as_ref()
+        .expect("op on a consumed Deferred")
+        .cancel_handle()
 }
 
 fn simple_op(op: &str, d: &Deferred<Val>) {

@@ -13,14 +13,14 @@
 //! has no `chain_deferred`.
 //!
 //! Handles are shared with callbacks through `Rc<RefCell<..>>` slots; the
-//! formatting helpers, the trace log and the runner frame come from
-//! `interp.rs`.
+//! arms of the core ops (`core_ops!`), the formatting helpers, the trace
+//! log and the runner frame come from `interp.rs`.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use crate::interp::{
-    Log, MyError, ScriptEnd, Val, fmt_failure, fmt_result, fmt_value, num, run_all_with,
+    Log, MyError, ScriptEnd, Val, core_ops, fmt_failure, fmt_result, fmt_value, num, run_all_with,
     trace_script,
 };
 use tokio_deferred::{Failure, LocalCancelHandle, LocalDeferred, LocalResolver};
@@ -59,6 +59,19 @@ fn take_slot(slot: &Slot) -> Option<LocalDeferred<Val>> {
     slot.borrow_mut().take()
 }
 
+/// Puts a handle back into its slot.
+fn put_slot(slot: &Slot, d: LocalDeferred<Val>) {
+    *slot.borrow_mut() = Some(d);
+}
+
+/// A cancel handle on the Deferred in a slot.
+fn cancel_handle_of(slot: &Slot) -> LocalCancelHandle {
+    slot.borrow()
+        .as_ref()
+        .expect("op on a consumed Deferred")
+        .cancel_handle()
+}
+
 fn simple_op(op: &str, d: &LocalDeferred<Val>) {
     match op {
         "pause" => d.pause(),
@@ -93,231 +106,27 @@ impl Script {
         let tag = format!("@{n}");
         let log = self.log.clone();
         let i = num(w, 1) as usize;
-        match w[0] {
-            "new" => {
-                self.slot(i);
-                let (d, r) = LocalDeferred::<Val>::new();
-                self.put(i, d);
-                self.rs[i] = Some(r);
-            }
-            "newok" | "newerr" => {
-                self.slot(i);
-                let d = if w[0] == "newok" {
-                    LocalDeferred::succeed(Some(num(w, 2)))
-                } else {
-                    LocalDeferred::fail(MyError(num(w, 2)))
-                };
-                self.put(i, d);
-            }
-            "newc" => {
-                self.slot(i);
-                let mode = w[2].to_owned();
-                let arg = if w.len() > 3 { num(w, 3) } else { 0 };
-                let (d, r) = LocalDeferred::<Val>::with_canceller(move |r: &LocalResolver<Val>| {
-                    log.push(format!("canceller d{i}"));
-                    match mode.as_str() {
-                        "cb" => drop(r.callback(Some(arg))),
-                        "eb" => drop(r.errback(MyError(arg))),
-                        _ => {}
-                    }
-                });
-                self.put(i, d);
-                self.rs[i] = Some(r);
-            }
-            "cb" => {
-                let k = num(w, 2);
-                let d = self.take(i).add_callback(move |v: Val| {
-                    log.push(format!("{tag} cb got ok {}", fmt_value(&v)));
-                    Ok(Some(v.unwrap_or(0) + k))
-                });
-                self.put(i, d);
-            }
-            "cbs" => {
-                let k = num(w, 2);
-                let v = num(w, 3);
-                let log2 = log.clone();
-                let tag2 = tag.clone();
-                let d = self.take(i).add_callbacks(
-                    move |x: Val| {
-                        log.push(format!("{tag} cbs got ok {}", fmt_value(&x)));
-                        Ok(Some(x.unwrap_or(0) + k))
-                    },
-                    move |f: Failure| {
-                        log2.push(format!("{tag2} cbs got err {}", fmt_failure(&f)));
-                        Ok(Some(v))
-                    },
-                );
-                self.put(i, d);
-            }
-            "cbfail" => {
-                let k = num(w, 2);
-                let d = self
-                    .take(i)
-                    .add_callback(move |v: Val| -> Result<Val, Failure> {
-                        log.push(format!("{tag} cbfail got ok {}", fmt_value(&v)));
-                        Err(Failure::new(MyError(k)))
+        core_ops!(
+            self, w, i, tag, log,
+            LocalDeferred, LocalResolver, LocalDeferred::succeed, LocalDeferred::fail,
+            {
+                "chain" => {
+                    // Twisted's chainDeferred: `addCallbacks(d.callback,
+                    // d.errback)`, the chain then holding None (or the
+                    // AlreadyCalledError raised by firing d_j again).
+                    let j = num(w, 2) as usize;
+                    let target = self.r(j).clone();
+                    let d = self.take(i).add_both(move |r: Result<Val, Failure>| {
+                        target
+                            .resolve(r)
+                            .map(|()| None)
+                            .map_err(|e| Failure::new(e.without_value()))
                     });
-                self.put(i, d);
+                    self.put(i, d);
+                }
+                other => panic!("op {other:?} is not supported over LocalDeferred"),
             }
-            "cbpanic" => {
-                let k = num(w, 2);
-                let d = self
-                    .take(i)
-                    .add_callback(move |v: Val| -> Result<Val, Failure> {
-                        log.push(format!("{tag} cbpanic got ok {}", fmt_value(&v)));
-                        panic!("{k}")
-                    });
-                self.put(i, d);
-            }
-            "cbret" => {
-                let j = num(w, 2) as usize;
-                let inner = self.take(j);
-                self.consumed[j] = true;
-                let d = self.take(i).add_callback(move |v: Val| {
-                    log.push(format!("{tag} cbret got ok {}", fmt_value(&v)));
-                    inner
-                });
-                self.put(i, d);
-            }
-            "ebret" => {
-                let j = num(w, 2) as usize;
-                let inner = self.take(j);
-                self.consumed[j] = true;
-                let d = self.take(i).add_errback(move |f: Failure| {
-                    log.push(format!("{tag} ebret got err {}", fmt_failure(&f)));
-                    inner
-                });
-                self.put(i, d);
-            }
-            "cbfire" => {
-                let j = num(w, 2) as usize;
-                let v = num(w, 3);
-                let target = self.r(j).clone();
-                let d = self.take(i).add_callback(move |x: Val| {
-                    log.push(format!("{tag} cbfire got ok {}", fmt_value(&x)));
-                    let outcome = match target.callback(Some(v)) {
-                        Ok(()) => "ok",
-                        Err(_) => "AlreadyCalledError",
-                    };
-                    log.push(format!("{tag} fire d{j}: {outcome}"));
-                    Ok(x)
-                });
-                self.put(i, d);
-            }
-            "cbcancel" => {
-                let j = num(w, 2) as usize;
-                let target: LocalCancelHandle = {
-                    let slot = self.ds[j].borrow();
-                    slot.as_ref()
-                        .expect("op on a consumed Deferred")
-                        .cancel_handle()
-                };
-                let d = self.take(i).add_callback(move |x: Val| {
-                    log.push(format!("{tag} cbcancel got ok {}", fmt_value(&x)));
-                    target.cancel();
-                    Ok(x)
-                });
-                self.put(i, d);
-            }
-            "ebrec" => {
-                let v = num(w, 2);
-                let d = self.take(i).add_errback(move |f: Failure| {
-                    log.push(format!("{tag} ebrec got err {}", fmt_failure(&f)));
-                    Ok(Some(v))
-                });
-                self.put(i, d);
-            }
-            "ebfail" => {
-                let k = num(w, 2);
-                let d = self
-                    .take(i)
-                    .add_errback(move |f: Failure| -> Result<Val, Failure> {
-                        log.push(format!("{tag} ebfail got err {}", fmt_failure(&f)));
-                        Err(Failure::new(MyError(k)))
-                    });
-                self.put(i, d);
-            }
-            "eberr" => {
-                let d = self
-                    .take(i)
-                    .add_errback(move |f: Failure| -> Result<Val, Failure> {
-                        log.push(format!("{tag} eberr got err {}", fmt_failure(&f)));
-                        Err(f)
-                    });
-                self.put(i, d);
-            }
-            "both" => {
-                let d = self.take(i).add_both(move |r: Result<Val, Failure>| {
-                    log.push(format!("{tag} both got {}", fmt_result(&r)));
-                    r
-                });
-                self.put(i, d);
-            }
-            "fire" | "fail" => {
-                let v = num(w, 2);
-                let res = if w[0] == "fire" {
-                    self.r(i).callback(Some(v)).map_err(|_| ())
-                } else {
-                    self.r(i).errback(MyError(v)).map_err(|_| ())
-                };
-                let outcome = if res.is_ok() {
-                    "ok"
-                } else {
-                    "AlreadyCalledError"
-                };
-                self.log.push(format!("{tag} {} d{i}: {outcome}", w[0]));
-            }
-            "drop" => {
-                drop(self.take(i));
-                self.consumed[i] = true;
-            }
-            "pause" | "unpause" | "cancel" => {
-                let d = self.take(i);
-                simple_op(w[0], &d);
-                self.put(i, d);
-            }
-            "cbdo" => {
-                let sub = w[2].to_owned();
-                let j = num(w, 3) as usize;
-                let k = if w.len() > 4 { num(w, 4) } else { 0 };
-                let slot = self.ds[j].clone();
-                let d = self.take(i).add_callback(move |x: Val| {
-                    log.push(format!("{tag} cbdo got ok {}", fmt_value(&x)));
-                    let Some(d) = take_slot(&slot) else {
-                        log.push(format!("{tag} d{j} unavailable"));
-                        return Ok(x);
-                    };
-                    let d = if sub == "cb" {
-                        let log = log.clone();
-                        d.add_callback(move |v: Val| {
-                            log.push(format!("{tag}+ cb got ok {}", fmt_value(&v)));
-                            Ok(Some(v.unwrap_or(0) + k))
-                        })
-                    } else {
-                        simple_op(&sub, &d);
-                        d
-                    };
-                    *slot.borrow_mut() = Some(d);
-                    Ok(x)
-                });
-                self.put(i, d);
-            }
-            "chain" => {
-                // Twisted's chainDeferred: `addCallbacks(d.callback,
-                // d.errback)`, the chain then holding None (or the
-                // AlreadyCalledError raised by firing d_j again).
-                let j = num(w, 2) as usize;
-                let target = self.r(j).clone();
-                let d = self.take(i).add_both(move |r: Result<Val, Failure>| {
-                    target
-                        .resolve(r)
-                        .map(|()| None)
-                        .map_err(|e| Failure::new(e.without_value()))
-                });
-                self.put(i, d);
-            }
-            other => panic!("op {other:?} is not supported over LocalDeferred"),
-        }
+        )
     }
 
     fn finish(&mut self) {
