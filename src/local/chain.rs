@@ -820,14 +820,21 @@ impl<T: 'static> Typed<T> {
         &self.inner
     }
 
+    /// The state, without running `Drop` (which would release the
+    /// consumer): for a handle that lives on retyped or inside a chain.
+    #[inline(always)]
+    fn into_inner(self) -> Rc<Inner> {
+        let this = ManuallyDrop::new(self);
+        // SAFETY: `this` is never used or dropped again.
+        unsafe { ptr::read(&this.inner) }
+    }
+
     /// Appends a link; runs it at once if the chain has fired and is not
     /// running, paused or waiting (Twisted's order).
     #[inline]
     pub(crate) fn push<U: 'static, L: Link<T, U>>(self, link: L) -> Typed<U> {
         // Moved out without running `Drop` (the handle lives on, retyped).
-        let this = ManuallyDrop::new(self);
-        // SAFETY: `this` is never used or dropped again.
-        let inner = unsafe { ptr::read(&this.inner) };
+        let inner = self.into_inner();
         // SAFETY: the three fields are written (`input` is zero-sized), the
         // header by `Header::of`; the last slot holds a `Res<T>` (this
         // `Typed<T>` vouches for it), which is the new entry's input.
@@ -883,9 +890,7 @@ impl<T: 'static> Typed<T> {
         if Rc::ptr_eq(&self.inner, outer) {
             // `self` is the chain it was returned into: its consumer is the
             // running link's chain, so it is forgotten, not released.
-            let this = ManuallyDrop::new(self);
-            // SAFETY: `this` is never used or dropped again.
-            let inner = unsafe { ptr::read(&this.inner) };
+            let inner = self.into_inner();
             // No handle is left: the failure is reported when the run ends.
             inner.consumer.set(false);
             return Ok(Err(Failure::new(ChainedToSelfError {})));
@@ -893,9 +898,7 @@ impl<T: 'static> Typed<T> {
         if let Some(r) = self.try_take() {
             return Ok(r);
         }
-        let this = ManuallyDrop::new(self);
-        // SAFETY: `this` is never used or dropped again.
-        let inner = unsafe { ptr::read(&this.inner) };
+        let inner = self.into_inner();
         // The handle moves into the chain: no consumer to report to.
         inner.consumer.set(false);
         outer.waiting.set(true);
@@ -950,14 +953,21 @@ impl<T: 'static> SourceOf<T> {
             }
             return Err(value);
         }
-        fire::<T>(inner, convert(value));
+        // SAFETY: a `SourceOf<T>` exists only for an arena whose first
+        // entry is a `Source<T>`.
+        unsafe { fire::<T>(inner, convert(value)) };
         Ok(())
     }
 }
 
-fn fire<T: 'static>(inner: &Rc<Inner>, r: Res<T>) {
+/// Fires an unfired chain: stores `r` in the source's slot and runs.
+///
+/// # Safety
+///
+/// `inner`'s first entry is a `Source<T>`.
+unsafe fn fire<T>(inner: &Rc<Inner>, r: Res<T>) {
     // SAFETY: the first entry of the arena (word 1 of the first chunk) is
-    // a `Source<T>`: the caller holds a `SourceOf<T>`.
+    // a `Source<T>`, as the caller promises.
     unsafe {
         let source = inner.head.get().add(1);
         *slot::<T>(source) = Some(r);
@@ -993,11 +1003,7 @@ impl<T> Drop for SourceOf<T> {
 /// `inner`'s first entry is a `Source<T>`.
 unsafe fn fire_failure_as<T>(inner: &Rc<Inner>, failure: Failure) {
     // SAFETY: as the caller promises.
-    unsafe { *slot::<T>(inner.head.get().add(1)) = Some(Err(failure)) };
-    inner.fired.set(true);
-    let canceller = inner.canceller.take();
-    run(inner.clone());
-    drop(canceller);
+    unsafe { fire::<T>(inner, Err(failure)) }
 }
 
 /// Cancels a chain, exactly as Twisted's `cancel()`: an unfired one runs
