@@ -2,22 +2,29 @@
 //! allocator put its levels (information for BENCHMARKS.md, no target).
 //!
 //! `cargo bench --bench nested_layout` builds and fires the chain of
-//! `benches/core.rs`'s `nested_chain_fire` row eight times in a fresh
-//! process and prints the fire time per level of each round. The first
-//! round's levels come from fresh heap, laid out in the order the fire
-//! walks them. The fire frees each level as it passes it (innermost first),
-//! and glibc hands freed blocks back last-in first-out, so the next build
-//! (innermost first again) gets them in reverse: every other round walks
-//! its levels backwards through memory, and the rounds alternate between a
-//! cheap and a dear cost per level. The criterion row measures that steady
-//! state; the first round shows the chain itself costs about the same per
-//! level at 1,000,000 deep as at 1,000.
+//! `benches/core.rs`'s nested rows eight times in a fresh process and
+//! prints the fire time per level of each round, twice: building each
+//! chain from the heap as the previous round left it, and building it after
+//! `common::settle_heap`.
 //!
-//! The same eight rounds then run on two bare models of a level (no
-//! Deferred, plain boxes walked and freed in the same order): two blocks
-//! per level (a 96-byte state and a 56-byte link, as a Deferred level has)
-//! and one block per level (the two in one, 152 bytes). The alternation follows the
-//! two-block layout, not the Deferred code.
+//! The fire frees each level as it passes it, innermost first. glibc keeps
+//! freed blocks of up to 128 bytes (a level's two blocks are 96 and 56) in
+//! last-in first-out lists, its *fast bins*, so the next build (innermost
+//! first again) gets them in reverse and its fire walks memory backwards;
+//! the round after that reverses it again, and the rounds alternate between
+//! a cheap and a dear cost per level, more irregularly as the lists mix.
+//! A request of a large-bin size (`settle_heap` asks for 4 KiB) makes
+//! glibc merge its fast bins into free runs first, which the next build
+//! splits in address order: every settled round is laid out as a fresh
+//! heap's first round is, and costs what the first round costs.
+//!
+//! The same rounds then run on bare models of a level (no Deferred, plain
+//! boxes walked and freed in the same order): two blocks per level (a
+//! 96-byte state and a 56-byte link, as a Deferred level has), reused and
+//! settled, and one block per level (the two in one, 152 bytes: above the
+//! fast-bin limit, so glibc merges its freed blocks at once and it does not
+//! alternate either). The alternation follows the allocator's reuse order,
+//! not the Deferred code.
 
 // A bench target's `main` and helpers need no docs.
 #![allow(missing_docs)]
@@ -27,9 +34,11 @@ use std::time::Instant;
 
 mod common;
 
+use common::Heap;
+
 /// Builds, fires (timed) and drops one chain; returns ns per level.
-fn round(depth: u64) -> f64 {
-    common::time_nested_fire(depth).as_nanos() as f64 / depth as f64
+fn round(depth: u64, heap: Heap) -> f64 {
+    common::time_nested_fire(depth, heap).as_nanos() as f64 / depth as f64
 }
 
 /// A level of the two-block model: a state (96 bytes) owning the link
@@ -63,8 +72,12 @@ fn per_level(depth: u64, walk: impl FnOnce() -> u64) -> f64 {
 
 /// Builds `depth` levels innermost first (each level's state, then the
 /// link to it), then walks them innermost to outermost, freeing each level
-/// as it passes (timed), as the fire of a nested chain does.
-fn two_blocks(depth: u64) -> f64 {
+/// as it passes (timed), as the fire of a nested chain does; after
+/// `common::settle_heap` if `heap` says so.
+fn two_blocks(depth: u64, heap: Heap) -> f64 {
+    if heap == Heap::Settled {
+        common::settle_heap();
+    }
     let mut first = Box::new(TwoState {
         link: None,
         data: [0; 11],
@@ -128,13 +141,29 @@ fn main() {
     if !common::selected("nested_layout") {
         return;
     }
-    let big = rounds(round, 1_000_000);
-    let best_of_50 = |depth| (0..50).map(|_| round(depth)).fold(f64::MAX, f64::min);
+    let big = rounds(|d| round(d, Heap::Reused), 1_000_000);
+    let settled = rounds(|d| round(d, Heap::Settled), 1_000_000);
+    let best_of_50 = |depth| {
+        (0..50)
+            .map(|_| round(depth, Heap::Reused))
+            .fold(f64::MAX, f64::min)
+    };
     let small = rounds(best_of_50, 1_000);
     println!("nested chain fire, ns per level, rounds in order (fresh heap first):");
-    println!("  1,000,000 deep: {big}");
+    println!("  1,000,000 deep, heap reused:  {big}");
+    println!("  1,000,000 deep, heap settled: {settled}");
     println!("  1,000 deep (best of 50 per round): {small}");
     println!("bare models of a level, 1,000,000 deep, same rounds:");
-    println!("  two blocks per level: {}", rounds(two_blocks, 1_000_000));
-    println!("  one block per level:  {}", rounds(one_block, 1_000_000));
+    println!(
+        "  two blocks per level, heap reused:  {}",
+        rounds(|d| two_blocks(d, Heap::Reused), 1_000_000)
+    );
+    println!(
+        "  two blocks per level, heap settled: {}",
+        rounds(|d| two_blocks(d, Heap::Settled), 1_000_000)
+    );
+    println!(
+        "  one block per level (152 B):        {}",
+        rounds(one_block, 1_000_000)
+    );
 }

@@ -116,10 +116,39 @@ pub fn boxed_closures(n: u64) -> u64 {
     v
 }
 
-/// The nested rows' workload: builds a chain of `depth` levels, fires it
-/// from the innermost and takes the result at the top (timed), then drops
-/// it. `core`'s `nested_chain_fire` and `nested_layout`.
-pub fn time_nested_fire(depth: u64) -> Duration {
+/// How a nested row's chain gets its memory: what the previous chain's
+/// fire freed, as the allocator hands it back, or that memory made into
+/// free runs first ([`settle_heap`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Heap {
+    /// Built from the heap as the previous round left it (glibc gives the
+    /// blocks back last-in first-out, so every other chain is laid out
+    /// backwards).
+    Reused,
+    /// Built after [`settle_heap`], laid out as in a fresh heap.
+    Settled,
+}
+
+/// Makes glibc merge the small blocks freed since its last large request:
+/// a 4 KiB request is a large-bin size, and glibc serves one only after
+/// consolidating its fast bins (the last-in first-out lists of freed
+/// blocks up to 128 bytes) into free runs, which the next small requests
+/// then split in address order. So a chain built right after is laid out
+/// in the order it is built, as in a fresh heap, whatever order the
+/// previous chain's fire freed its levels in (BENCHMARKS.md, round 15).
+/// One allocation and free, untimed; harmless on any other allocator.
+pub fn settle_heap() {
+    drop(black_box(Vec::<u8>::with_capacity(4096)));
+}
+
+/// The nested rows' workload: builds a chain of `depth` levels (after
+/// [`settle_heap`] if `heap` says so), fires it from the innermost and
+/// takes the result at the top (timed), then drops it. `core`'s
+/// `nested_chain_fire*` groups and `nested_layout`.
+pub fn time_nested_fire(depth: u64, heap: Heap) -> Duration {
+    if heap == Heap::Settled {
+        settle_heap();
+    }
     let (d, r) = nested(depth);
     let start = Instant::now();
     r.callback(black_box(41)).unwrap();
