@@ -97,6 +97,16 @@ impl<T: Send + 'static> Resolver<T> {
         self.inner.fire(result, |r| r, Location::caller())
     }
 
+    /// Fires with `result` only if that runs nothing here but the wake of
+    /// the awaiting task (nothing queued, no canceller, not paused, not
+    /// fired, not traced); gives `result` back otherwise.
+    pub(crate) fn resolve_if_idle(
+        &self,
+        result: Result<T, Failure>,
+    ) -> Result<(), Result<T, Failure>> {
+        self.inner.fire_if_idle(result)
+    }
+
     /// Whether the Deferred has been fired (Twisted's `d.called`).
     pub fn is_called(&self) -> bool {
         self.inner.is_called()

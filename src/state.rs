@@ -1094,33 +1094,60 @@ impl<T: Send + 'static> Inner<T> {
         convert: impl FnOnce(V) -> Res<T>,
         at: &'static Location<'static>,
     ) -> Result<(), AlreadyCalledError<V>> {
-        // Fast path: unfired, no canceller, nothing queued, not paused, not
-        // traced, a consumer: store the result, wake the awaiting task.
-        let mut st = self.lock();
+        // Fast path: store the result, wake the awaiting task.
+        let st = self.lock();
         let flags = self.flags();
-        if flags & (CALLED | TRACED | NO_CONSUMER) == 0
-            && st.inbox.is_none()
-            && self.paused() == 0
-            && matches!(st.rest, Rest::Unfired(None))
-        {
-            let result = convert(value);
-            let bits = if result.is_err() {
-                CALLED | ARMED
-            } else {
-                CALLED
-            };
-            // The old rest is `Unfired(None)`, which owns nothing: forgetting
-            // it skips the enum's drop glue (a call on this hot path).
-            mem::forget(mem::replace(&mut st.rest, Rest::Source(result)));
-            self.flags.store(flags | bits, Ordering::Release);
-            let waker = st.waker.take();
-            drop(st);
-            if let Some(waker) = waker {
-                waker.wake();
-            }
+        if self.idle(&st, flags) {
+            self.fire_idle(st, flags, convert(value));
             return Ok(());
         }
         self.fire_slow(st, value, convert, at)
+    }
+
+    /// Fires the Deferred only if that runs nothing but the wake of the
+    /// awaiting task (see [`Inner::idle`]); gives the result back
+    /// otherwise. `defer_to_thread`'s worker fires with it, so that
+    /// callbacks never run on the blocking thread.
+    pub(crate) fn fire_if_idle(&self, result: Res<T>) -> Result<(), Res<T>> {
+        let st = self.lock();
+        let flags = self.flags();
+        if self.idle(&st, flags) {
+            self.fire_idle(st, flags, result);
+            Ok(())
+        } else {
+            Err(result)
+        }
+    }
+
+    /// Whether a fire now would only store the result and wake the awaiting
+    /// task: unfired, no canceller, nothing queued, not paused, not traced,
+    /// a consumer (so no unhandled-failure report either). Under the lock.
+    #[inline]
+    fn idle(&self, st: &State<T>, flags: u8) -> bool {
+        flags & (CALLED | TRACED | NO_CONSUMER) == 0
+            && st.inbox.is_none()
+            && self.paused() == 0
+            && matches!(st.rest, Rest::Unfired(None))
+    }
+
+    /// The fire of an [`idle`](Inner::idle) Deferred: stores the result,
+    /// releases the lock, wakes the awaiting task.
+    #[inline]
+    fn fire_idle(&self, mut st: MutexGuard<'_, State<T>>, flags: u8, result: Res<T>) {
+        let bits = if result.is_err() {
+            CALLED | ARMED
+        } else {
+            CALLED
+        };
+        // The old rest is `Unfired(None)`, which owns nothing: forgetting
+        // it skips the enum's drop glue (a call on this hot path).
+        mem::forget(mem::replace(&mut st.rest, Rest::Source(result)));
+        self.flags.store(flags | bits, Ordering::Release);
+        let waker = st.waker.take();
+        drop(st);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 
     /// The rest of `fire`, with the lock it took (not taken twice).

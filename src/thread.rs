@@ -21,15 +21,19 @@ use tokio::runtime::Handle;
 
 use crate::deferred::IntoOutcome;
 use crate::error::{CalledFromRuntimeError, RuntimeRequiredError, RuntimeShutdownError};
-use crate::{Deferred, Failure, ensure_deferred, fail, maybe_deferred};
+use crate::{Deferred, Failure, Resolver, ensure_deferred, fail, maybe_deferred};
 
 /// Runs `f` on Tokio's blocking thread pool (`spawn_blocking`) and returns
 /// a Deferred of its result, on the current runtime (Twisted's
 /// `deferToThread`).
 ///
-/// * The Deferred fires **on the runtime** (in a task), never on the
-///   blocking thread, so its callbacks run where Twisted's would run: in
-///   the event loop, not in the worker.
+/// * Its callbacks run **on the runtime**, never on the blocking thread:
+///   where Twisted's would run, in the event loop, not in the worker. If
+///   callbacks are queued when `f` returns, the Deferred fires in a task on
+///   the runtime. If none are (the common `defer_to_thread(f).await`), the
+///   worker only stores the result and wakes the awaiting task, one wake
+///   as with `spawn_blocking`'s join handle, and a callback added later
+///   runs where it is added, as on any fired Deferred.
 /// * `f` returns a `Result`; its error, or a panic in `f`, becomes a
 ///   [`Failure`].
 /// * Cancelling the Deferred fails it with
@@ -84,23 +88,62 @@ where
     E: Into<Failure> + 'static,
 {
     let (d, resolver) = Deferred::<T>::new();
-    let pool = handle.clone();
-    handle.spawn(async move {
-        let joined = pool
-            .spawn_blocking(move || match catch_unwind(AssertUnwindSafe(f)) {
-                Ok(r) => r.map_err(Into::into),
-                Err(payload) => Err(Failure::from_panic(payload)),
-            })
-            .await;
-        let result = match joined {
-            Ok(r) => r,
-            Err(e) if e.is_panic() => Err(Failure::from_panic(e.into_panic())),
-            Err(_) => Err(Failure::new(RuntimeShutdownError {})),
+    let delivery = Delivery {
+        resolver: Some(resolver),
+        runtime: handle.clone(),
+    };
+    // The result travels through the Resolver; the join handle is not
+    // needed (dropping it detaches the blocking task).
+    drop(handle.spawn_blocking(move || {
+        let result = match catch_unwind(AssertUnwindSafe(f)) {
+            Ok(r) => r.map_err(Into::into),
+            Err(payload) => Err(Failure::from_panic(payload)),
         };
-        // After a cancel, exactly this one late result is accepted and dropped.
-        let _ = resolver.resolve(result);
-    });
+        delivery.deliver(result);
+    }));
     d
+}
+
+/// Carries a [`defer_to_thread`] result from the blocking thread to the
+/// Deferred. Dropped undelivered (the runtime shut down before the blocking
+/// task or its delivery task ran), it fails the Deferred with
+/// [`RuntimeShutdownError`].
+struct Delivery<T: Send + 'static> {
+    resolver: Option<Resolver<T>>,
+    runtime: Handle,
+}
+
+impl<T: Send + 'static> Delivery<T> {
+    /// On the blocking thread. With nothing queued on the Deferred, the
+    /// fire only stores the result and wakes the awaiting task, so it
+    /// happens here (one wake, as `spawn_blocking`'s own join handle
+    /// does). Otherwise (callbacks queued, a cancel, a pause, debugging
+    /// on), it happens in a task on the runtime, so that the callbacks run
+    /// there, as Twisted's run in the reactor.
+    fn deliver(mut self, result: Result<T, Failure>) {
+        let Some(resolver) = self.resolver.take() else {
+            return;
+        };
+        if let Err(result) = resolver.resolve_if_idle(result) {
+            self.resolver = Some(resolver);
+            let runtime = self.runtime.clone();
+            runtime.spawn(async move {
+                if let Some(resolver) = self.resolver.take() {
+                    // After a cancel, exactly this one late result is
+                    // accepted and dropped.
+                    let _ = resolver.resolve(result);
+                }
+            });
+        }
+    }
+}
+
+impl<T: Send + 'static> Drop for Delivery<T> {
+    fn drop(&mut self) {
+        if let Some(resolver) = self.resolver.take() {
+            let _ = resolver.errback(RuntimeShutdownError {});
+        }
+    }
 }
 
 /// Whether blocking the current thread is allowed: not a thread that

@@ -72,6 +72,81 @@ async fn callbacks_run_on_the_runtime_not_the_blocking_thread() {
     assert_ne!(callback_thread, worker_thread);
 }
 
+// Callbacks added while the worker finishes (before or after its result
+// came) never run on the worker: queued ones run in a task on the runtime,
+// later ones where they are added.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_racing_the_result_never_run_on_the_blocking_thread() {
+    for _ in 0..200 {
+        let worker: Arc<Mutex<Option<ThreadId>>> = Arc::new(Mutex::new(None));
+        let w = worker.clone();
+        let d = defer_to_thread(move || {
+            *w.lock().unwrap() = Some(std::thread::current().id());
+            Ok::<_, Failure>(())
+        });
+        tokio::task::yield_now().await;
+        let callback_thread = d
+            .add_callback(|_| Ok(std::thread::current().id()))
+            .await
+            .unwrap();
+        assert_ne!(Some(callback_thread), *worker.lock().unwrap());
+    }
+}
+
+// Awaited with no callbacks, the result comes straight from the worker
+// (stored there, the awaiting task woken); failures and panics too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_awaited_calls_all_deliver() {
+    for i in 0..500u32 {
+        let d = defer_to_thread(move || {
+            if i % 3 == 0 {
+                Err(Failure::new(NewError))
+            } else {
+                Ok(i)
+            }
+        });
+        match d.await {
+            Ok(v) => assert_eq!(v, i),
+            Err(f) => {
+                assert_eq!(i % 3, 0);
+                assert!(f.is::<NewError>());
+            }
+        }
+    }
+}
+
+// A call still queued on the blocking pool when the runtime shuts down
+// fails with RuntimeShutdownError (not a bare ResolverDroppedError).
+#[test]
+fn a_call_dropped_by_the_runtime_shutdown_fails_with_runtime_shutdown() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(1)
+        .build()
+        .unwrap();
+    let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+    // Occupies the only blocking thread until the gate opens.
+    let busy = defer_to_thread_pool(rt.handle(), move || {
+        started_tx.send(()).unwrap();
+        gate_rx.recv().unwrap();
+        Ok::<_, Failure>(())
+    });
+    started_rx.recv().unwrap();
+    let queued = defer_to_thread_pool(rt.handle(), || Ok::<_, Failure>(7));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let queued = queued.add_both(move |r| {
+        tx.send(r.map_err(|f| f.is::<tokio_deferred::RuntimeShutdownError>()))
+            .unwrap();
+        Ok(())
+    });
+    rt.shutdown_background();
+    gate_tx.send(()).unwrap();
+    let outcome = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert_eq!(outcome, Err(true));
+    drop((busy, queued));
+}
+
 #[tokio::test]
 async fn cancel_fails_at_once_and_the_late_result_is_dropped() {
     let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
