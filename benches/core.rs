@@ -59,7 +59,7 @@ fn oneshot_round_trips(rt: &tokio::runtime::Runtime, iters: u64) -> Duration {
 }
 
 /// `new_fire_await` on the `!Send` flavour (information: a LocalDeferred
-/// is one allocation of 352 bytes, with its first arena chunk inside).
+/// is one allocation of 368 bytes, with its first arena chunk inside).
 fn new_fire_await_local(c: &mut Criterion) {
     let rt = common::current_thread();
     let mut g = c.benchmark_group("new_fire_await_local");

@@ -41,7 +41,7 @@
 //!   `gather_results`, the locks, queues, timeouts and `defer_*`
 //!   functions (which are built on it), and for many Deferreds kept
 //!   pending with no callbacks: a `Deferred` and its resolver are one
-//!   96-byte allocation, a `LocalDeferred` one of 352 bytes (its state,
+//!   96-byte allocation, a `LocalDeferred` one of 368 bytes (its state,
 //!   with room for its first few callbacks; longer chains add blocks of
 //!   512 bytes, then 1 KiB, and so on).
 //!
