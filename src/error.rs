@@ -425,7 +425,8 @@ pub struct CalledFromRuntimeError {}
 
 /// The runtime shut down before a
 /// [`blocking_call_from_thread`](crate::blocking_call_from_thread) produced
-/// its result.
+/// its result, or before a [`defer_to_thread`](crate::defer_to_thread)
+/// call's function could run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "the Tokio runtime shut down before the call finished; keep the runtime alive while calling into it"

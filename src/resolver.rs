@@ -99,7 +99,8 @@ impl<T: Send + 'static> Resolver<T> {
 
     /// Fires with `result` only if that runs nothing here but the wake of
     /// the awaiting task (nothing queued, no canceller, not paused, not
-    /// fired, not traced); gives `result` back otherwise.
+    /// fired, not traced, its Deferred handle alive); gives `result` back
+    /// otherwise.
     pub(crate) fn resolve_if_idle(
         &self,
         result: Result<T, Failure>,

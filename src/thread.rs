@@ -34,6 +34,10 @@ use crate::{Deferred, Failure, Resolver, ensure_deferred, fail, maybe_deferred};
 ///   worker only stores the result and wakes the awaiting task, one wake
 ///   as with `spawn_blocking`'s join handle, and a callback added later
 ///   runs where it is added, as on any fired Deferred.
+/// * If the runtime shuts down first: a call whose `f` never ran fails with
+///   [`RuntimeShutdownError`]; a call whose `f` finished still gets its
+///   result, fired on whichever thread drops the pending work (there is no
+///   runtime left to run callbacks on; Twisted would never fire it).
 /// * `f` returns a `Result`; its error, or a panic in `f`, becomes a
 ///   [`Failure`].
 /// * Cancelling the Deferred fails it with
@@ -67,8 +71,8 @@ where
 }
 
 /// [`defer_to_thread`] on the blocking pool of the runtime behind `handle`
-/// (Twisted's `deferToThreadPool`); callable from any thread. The Deferred
-/// fires on that runtime.
+/// (Twisted's `deferToThreadPool`); callable from any thread. Its callbacks
+/// run on that runtime.
 ///
 /// ```
 /// use tokio_deferred::defer_to_thread_pool;
@@ -88,61 +92,89 @@ where
     E: Into<Failure> + 'static,
 {
     let (d, resolver) = Deferred::<T>::new();
+    // Fails the Deferred if Tokio panics in `spawn_blocking` (it does when
+    // the OS refuses a new thread), so that the panic reaches the caller as
+    // a failure, not as an unwind out of this function.
+    let on_spawn_panic = resolver.clone();
     let delivery = Delivery {
         resolver: Some(resolver),
         runtime: handle.clone(),
+        result: None,
     };
     // The result travels through the Resolver; the join handle is not
     // needed (dropping it detaches the blocking task).
-    drop(handle.spawn_blocking(move || {
-        let result = match catch_unwind(AssertUnwindSafe(f)) {
-            Ok(r) => r.map_err(Into::into),
-            Err(payload) => Err(Failure::from_panic(payload)),
-        };
-        delivery.deliver(result);
+    let spawned = catch_unwind(AssertUnwindSafe(|| {
+        handle.spawn_blocking(move || {
+            let result = match catch_unwind(AssertUnwindSafe(f)) {
+                Ok(r) => r.map_err(Into::into),
+                Err(payload) => Err(Failure::from_panic(payload)),
+            };
+            delivery.deliver(result);
+        })
     }));
+    match spawned {
+        Ok(join) => drop(join),
+        Err(payload) => {
+            let _ = on_spawn_panic.errback(Failure::from_panic(payload));
+        }
+    }
     d
 }
 
 /// Carries a [`defer_to_thread`] result from the blocking thread to the
-/// Deferred. Dropped undelivered (the runtime shut down before the blocking
-/// task or its delivery task ran), it fails the Deferred with
-/// [`RuntimeShutdownError`].
+/// Deferred.
+///
+/// Dropped before `f` ran (the runtime shut down, and the blocking task
+/// was dropped unrun), it fails the Deferred with [`RuntimeShutdownError`].
+/// Dropped with `f`'s result (a shutdown dropped, or refused, the task
+/// that was to fire the Deferred on the runtime), it fires the Deferred
+/// with that result where it is dropped: there is no runtime left to run
+/// the callbacks on.
 struct Delivery<T: Send + 'static> {
     resolver: Option<Resolver<T>>,
     runtime: Handle,
+    /// `f`'s result, while a task on the runtime is to deliver it.
+    result: Option<Result<T, Failure>>,
 }
 
 impl<T: Send + 'static> Delivery<T> {
-    /// On the blocking thread. With nothing queued on the Deferred, the
-    /// fire only stores the result and wakes the awaiting task, so it
-    /// happens here (one wake, as `spawn_blocking`'s own join handle
-    /// does). Otherwise (callbacks queued, a cancel, a pause, debugging
-    /// on), it happens in a task on the runtime, so that the callbacks run
-    /// there, as Twisted's run in the reactor.
+    /// On the blocking thread. If the Deferred is idle (nothing queued, not
+    /// cancelled or paused, debugging off, its handle alive), the fire only
+    /// stores the result and wakes the awaiting task, so it happens here
+    /// (one wake, as `spawn_blocking`'s own join handle does). Otherwise it
+    /// happens in a task on the runtime, so that the callbacks run there, as
+    /// Twisted's run in the reactor.
     fn deliver(mut self, result: Result<T, Failure>) {
-        let Some(resolver) = self.resolver.take() else {
+        let Some(resolver) = self.resolver.as_ref() else {
             return;
         };
-        if let Err(result) = resolver.resolve_if_idle(result) {
-            self.resolver = Some(resolver);
-            let runtime = self.runtime.clone();
-            runtime.spawn(async move {
-                if let Some(resolver) = self.resolver.take() {
-                    // After a cancel, exactly this one late result is
-                    // accepted and dropped.
-                    let _ = resolver.resolve(result);
-                }
-            });
+        match resolver.resolve_if_idle(result) {
+            Ok(()) => self.resolver = None,
+            Err(result) => {
+                self.result = Some(result);
+                let runtime = self.runtime.clone();
+                runtime.spawn(async move { self.finish() });
+            }
+        }
+    }
+
+    /// Fires the Deferred with the result held, or with
+    /// [`RuntimeShutdownError`] if `f` never ran. After a cancel, exactly
+    /// this one late result is accepted and dropped.
+    fn finish(&mut self) {
+        if let Some(resolver) = self.resolver.take() {
+            let result = self
+                .result
+                .take()
+                .unwrap_or_else(|| Err(Failure::new(RuntimeShutdownError {})));
+            let _ = resolver.resolve(result);
         }
     }
 }
 
 impl<T: Send + 'static> Drop for Delivery<T> {
     fn drop(&mut self) {
-        if let Some(resolver) = self.resolver.take() {
-            let _ = resolver.errback(RuntimeShutdownError {});
-        }
+        self.finish();
     }
 }
 

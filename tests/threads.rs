@@ -115,36 +115,50 @@ async fn many_awaited_calls_all_deliver() {
     }
 }
 
-// A call still queued on the blocking pool when the runtime shuts down
-// fails with RuntimeShutdownError (not a bare ResolverDroppedError).
+// A call whose function finishes while the runtime shuts down still gets
+// its result (there is no runtime left to run its callbacks on: they run
+// where the pending delivery is dropped), whether the delivery task was
+// refused, dropped unrun, or ran.
 #[test]
-fn a_call_dropped_by_the_runtime_shutdown_fails_with_runtime_shutdown() {
+fn a_call_finishing_during_the_runtime_shutdown_still_gets_its_result() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
-        .max_blocking_threads(1)
         .build()
         .unwrap();
     let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
     let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
-    // Occupies the only blocking thread until the gate opens.
-    let busy = defer_to_thread_pool(rt.handle(), move || {
+    let d = defer_to_thread_pool(rt.handle(), move || {
         started_tx.send(()).unwrap();
         gate_rx.recv().unwrap();
-        Ok::<_, Failure>(())
+        Ok::<_, Failure>(7)
     });
     started_rx.recv().unwrap();
-    let queued = defer_to_thread_pool(rt.handle(), || Ok::<_, Failure>(7));
+    // A queued callback: the result cannot be fired on the blocking
+    // thread, it needs a task on the runtime, which is shutting down.
     let (tx, rx) = std::sync::mpsc::channel();
-    let queued = queued.add_both(move |r| {
-        tx.send(r.map_err(|f| f.is::<tokio_deferred::RuntimeShutdownError>()))
-            .unwrap();
+    let d = d.add_both(move |r| {
+        tx.send(r.map_err(|f| f.to_string())).unwrap();
         Ok(())
     });
     rt.shutdown_background();
     gate_tx.send(()).unwrap();
-    let outcome = rx.recv_timeout(Duration::from_secs(30)).unwrap();
-    assert_eq!(outcome, Err(true));
-    drop((busy, queued));
+    assert_eq!(rx.recv_timeout(Duration::from_secs(30)).unwrap(), Ok(7));
+    drop(d);
+}
+
+// A call made after the runtime is gone fails at once, typed.
+#[test]
+fn a_call_on_a_shut_down_runtime_fails_with_runtime_shutdown() {
+    let rt = private_pool();
+    let handle = rt.handle().clone();
+    drop(rt);
+    let d = defer_to_thread_pool(&handle, || Ok::<_, Failure>(1));
+    assert!(
+        d.try_take()
+            .unwrap()
+            .unwrap_err()
+            .is::<tokio_deferred::RuntimeShutdownError>()
+    );
 }
 
 #[tokio::test]
