@@ -19,8 +19,9 @@
 //!    [`defer_to_thread`]. The Deferred is returned at once; the two lines
 //!    printed after adding the callback come first, the ticker goes on
 //!    ticking, and the callback prints the result when the thread is done.
-//!    The Deferred fires on the runtime, not in the worker thread, so its
-//!    callbacks run where Twisted's would: in the event loop.
+//!    With its callback queued, the Deferred fires on the runtime, not in
+//!    the worker thread, so the callback runs where Twisted's would: in
+//!    the event loop.
 //! 3. Returning a Deferred from a synchronous function:
 //!    `immediate_is_valid_user` with [`succeed`], its counterpart with
 //!    [`fail`], the caller-side [`maybe_deferred`], and the document's rules:
