@@ -21,6 +21,12 @@
 //! # }
 //! ```
 
+pub(crate) mod debug;
+pub(crate) mod functions;
+pub(crate) mod inline;
+pub(crate) mod resolver;
+pub(crate) mod state;
+
 use std::fmt;
 use std::future::Future;
 use std::mem::{self, ManuallyDrop};
@@ -31,9 +37,9 @@ use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 
 use crate::Failure;
-use crate::inline::{Ready, Slot, taken_err};
-use crate::resolver::Resolver;
-use crate::state::{
+use inline::{Ready, Slot, taken_err};
+use resolver::Resolver;
+use state::{
     CallbackLink, Canceller, ChainLink, Core, Inner, Node, Outcome, Res, ResultState, cancel_core,
     run_chain, take_from,
 };
@@ -147,7 +153,7 @@ pub struct Deferred<T> {
     repr: Repr<T>,
 }
 
-/// The two forms of a Deferred handle (see `src/inline.rs`).
+/// The two forms of a Deferred handle (see `src/deferred/inline.rs`).
 enum Repr<T> {
     /// A handle on the shared state.
     Shared {
@@ -180,7 +186,7 @@ impl<T: Send + 'static> Deferred<T> {
     /// An already-fired Deferred created (and fired) at `at`: inline, or
     /// with debugging on (backtraces), the shared state as before.
     pub(crate) fn ready(result: Res<T>, at: &'static Location<'static>) -> Self {
-        if crate::debug::is_debugging() {
+        if crate::deferred::debug::is_debugging() {
             return Deferred::from_core(Inner::new_fired(result, at));
         }
         Deferred::inline(result, at)

@@ -36,6 +36,8 @@
 //! `cancel()` issued before the runtime has resumed it reaches the same
 //! (already cancelled) Deferred and does nothing more.
 
+pub(crate) mod inline_callbacks;
+
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, Location, catch_unwind};
@@ -44,8 +46,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 
+use crate::deferred::state::{Canceller, CooperativeCancel, Core, cancel_core};
 use crate::error::NoRuntimeError;
-use crate::state::{Canceller, CooperativeCancel, Core, cancel_core};
 use crate::{Deferred, Failure};
 
 thread_local! {
@@ -235,7 +237,7 @@ where
         // The debugging check first: the result is then built where the
         // handle holds it, not on the stack and copied (a store-forwarding
         // stall; BENCHMARKS.md, round 12).
-        if crate::debug::is_debugging() {
+        if crate::deferred::debug::is_debugging() {
             return Deferred::ready(flatten(out), at);
         }
         return Deferred::inline(flatten(out), at);

@@ -94,34 +94,24 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod arc_init;
-mod clock;
-mod debug;
 mod deferred;
 mod error;
 mod failure;
-mod fslock;
-mod functions;
 pub mod future;
-mod inline;
-mod inline_callbacks;
-mod later;
 pub mod list;
 pub mod local;
-mod lock;
 mod loom;
-mod looping;
-mod permits;
-mod queue;
-mod resolver;
-mod semaphore;
 #[cfg(not(tokio_deferred_loom))]
 mod spin;
-mod state;
+mod sync;
 mod thread;
-pub mod timeout;
+mod time;
 
-pub use clock::{Clock, DelayedCall, ManualClock, TokioClock};
-pub use debug::{is_debugging, set_debugging};
+pub use deferred::debug::{is_debugging, set_debugging};
+pub use deferred::functions::{execute, fail, log_error, maybe_deferred, pass_through, succeed};
+pub use deferred::resolver::Resolver;
+#[doc(hidden)]
+pub use deferred::state::Outcome;
 pub use deferred::{CancelHandle, CancelOnDrop, Deferred, IntoOutcome};
 pub use error::{
     AlreadyCalledError, CancelledError, ChainedToSelfError, NoRuntimeError, ResolverDroppedError,
@@ -133,22 +123,20 @@ pub use error::{
     RuntimeRequiredError, RuntimeShutdownError, TooManyReleasesError,
 };
 pub use failure::{Failure, FailureError, MessageError, PanicError};
-pub use fslock::DeferredFilesystemLock;
-pub use functions::{execute, fail, log_error, maybe_deferred, pass_through, succeed};
 pub use future::ensure_deferred;
-pub use later::{defer_later, defer_later_with_clock};
 pub use list::{DeferredList, Gather, gather_results, gather2, gather3, race};
 pub use local::{LocalCancelHandle, LocalDeferred, LocalResolver};
-pub use lock::{DeferredLock, DeferredLockGuard};
-pub use looping::LoopingCall;
-pub use queue::DeferredQueue;
-pub use resolver::Resolver;
-pub use semaphore::{DeferredSemaphore, DeferredSemaphoreGuard};
-#[doc(hidden)]
-pub use state::Outcome;
+pub use sync::fslock::DeferredFilesystemLock;
+pub use sync::lock::{DeferredLock, DeferredLockGuard};
+pub use sync::queue::DeferredQueue;
+pub use sync::semaphore::{DeferredSemaphore, DeferredSemaphoreGuard};
+pub use time::clock::{Clock, DelayedCall, ManualClock, TokioClock};
+pub use time::later::{defer_later, defer_later_with_clock};
+pub use time::looping::LoopingCall;
+pub use time::timeout;
 
 #[doc(hidden)]
-pub use inline_callbacks::private as __private;
+pub use future::inline_callbacks::private as __private;
 
 pub use thread::{
     blocking_await_from_thread, blocking_call_from_thread, defer_to_thread, defer_to_thread_pool,

@@ -95,10 +95,10 @@ use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
-use crate::error::{FailureGroup, FirstError, ResultTakenError};
-use crate::state::{
+use crate::deferred::state::{
     Core, Inner, Link, Node, Res, Step, cancel_core, output_slot, run_chain, take_from,
 };
+use crate::error::{FailureGroup, FirstError, ResultTakenError};
 use crate::{Deferred, Failure, Resolver};
 
 /// What a combinator does with one input's result.

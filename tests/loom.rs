@@ -261,7 +261,7 @@ fn concurrent_cancels_run_the_canceller_once_and_swallow_nothing() {
 }
 
 // An already-fired Deferred holds its result inline, behind a small mutex
-// (`src/inline.rs`): concurrent takes get it exactly once.
+// (`src/deferred/inline.rs`): concurrent takes get it exactly once.
 #[test]
 fn concurrent_takes_of_an_inline_deferred_get_the_value_once() {
     model(|| {

@@ -508,7 +508,7 @@ impl Inner {
                 "LocalDeferred created at {} (its handle was dropped, or it was never consumed)",
                 self.created
             );
-            crate::debug::report_unhandled(&failure, self.created, None, &describe);
+            crate::deferred::debug::report_unhandled(&failure, self.created, None, &describe);
         }
     }
 

@@ -16,8 +16,8 @@ use std::panic::Location;
 use std::sync::Arc;
 
 use crate::Failure;
+use crate::deferred::state::Inner;
 use crate::error::AlreadyCalledError;
-use crate::state::Inner;
 
 /// Fires a [`Deferred`](crate::Deferred): Twisted's `d.callback(v)` / `d.errback(f)`.
 ///

@@ -30,9 +30,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::clock::{Clock, TokioClock};
 use crate::deferred::IntoOutcome;
 use crate::error::{CancelledError, TimeoutError};
+use crate::time::clock::{Clock, TokioClock};
 use crate::{Deferred, Failure};
 
 /// Twisted's `_cancelledToTimedOutError`.

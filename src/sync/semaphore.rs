@@ -32,7 +32,7 @@ use std::sync::Arc;
 use crate::Deferred;
 use crate::deferred::IntoOutcome;
 use crate::error::{InvalidTokensError, TooManyReleasesError};
-use crate::permits::{Permit, Pool};
+use crate::sync::permits::{Permit, Pool};
 
 /// A semaphore for Deferred-based code (Twisted's `DeferredSemaphore`):
 /// [`acquire`](Self::acquire) returns a [`Deferred`] that fires when one of
@@ -148,7 +148,7 @@ impl DeferredSemaphore {
         F: FnOnce() -> R + Send + 'static,
         R: IntoOutcome,
     {
-        crate::permits::run(&self.pool, f)
+        crate::sync::permits::run(&self.pool, f)
     }
 }
 

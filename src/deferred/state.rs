@@ -29,7 +29,7 @@ use std::sync::{Arc, Weak};
 use std::task::{Poll, Waker};
 
 use crate::arc_init::arc_in_place;
-use crate::debug::{self, report_unhandled};
+use crate::deferred::debug::{self, report_unhandled};
 use crate::error::{AlreadyCalledError, CancelledError, ResultTakenError};
 use crate::loom::{AtomicU8, AtomicU16, AtomicU32, Mutex, MutexGuard};
 use crate::{Failure, Resolver};
@@ -161,19 +161,19 @@ pub(crate) fn slot_take_failure<T>(slot: &mut Option<Res<T>>) -> Option<Failure>
 macro_rules! output_slot {
     () => {
         fn refill(&mut self, src: &mut dyn ::std::any::Any) {
-            self.output = Some($crate::state::take_from(src));
+            self.output = Some($crate::deferred::state::take_from(src));
         }
 
         fn output(&mut self) -> &mut dyn ::std::any::Any {
             &mut self.output
         }
 
-        fn output_state(&self) -> $crate::state::ResultState {
-            $crate::state::slot_state(&self.output)
+        fn output_state(&self) -> $crate::deferred::state::ResultState {
+            $crate::deferred::state::slot_state(&self.output)
         }
 
         fn take_failure(&mut self) -> Option<$crate::Failure> {
-            $crate::state::slot_take_failure(&mut self.output)
+            $crate::deferred::state::slot_take_failure(&mut self.output)
         }
 
         fn fail_output(&mut self, failure: $crate::Failure) {

@@ -15,9 +15,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::clock::{Clock, DelayedCall};
 use crate::deferred::IntoOutcome;
 use crate::error::{CancelledError, RuntimeRequiredError};
+use crate::time::clock::{Clock, DelayedCall};
 use crate::{Deferred, Resolver, fail};
 
 mod driver;

@@ -31,8 +31,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::clock::{Clock, DelayedCall, TokioClock};
 use crate::error::{AlreadyTryingToLockError, CancelledError, TimeoutError};
+use crate::time::clock::{Clock, DelayedCall, TokioClock};
 use crate::{Deferred, Failure, Resolver, fail};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

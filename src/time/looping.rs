@@ -34,9 +34,9 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::clock::{Clock, DelayedCall, TokioClock};
 use crate::deferred::IntoOutcome;
 use crate::error::LoopingCallError;
+use crate::time::clock::{Clock, DelayedCall, TokioClock};
 use crate::{Deferred, Failure, Resolver, maybe_deferred};
 
 type LoopFn = Box<dyn FnMut(u64) -> Deferred<()> + Send + 'static>;

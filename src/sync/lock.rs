@@ -46,7 +46,7 @@ use std::sync::Arc;
 use crate::Deferred;
 use crate::deferred::IntoOutcome;
 use crate::error::LockNotHeldError;
-use crate::permits::{Permit, Pool};
+use crate::sync::permits::{Permit, Pool};
 
 /// A FIFO lock for Deferred-based code: [`acquire`](Self::acquire) returns a
 /// [`Deferred`] that fires when the lock is held (Twisted's `DeferredLock`).
@@ -177,7 +177,7 @@ impl DeferredLock {
         F: FnOnce() -> R + Send + 'static,
         R: IntoOutcome,
     {
-        crate::permits::run(&self.pool, f)
+        crate::sync::permits::run(&self.pool, f)
     }
 }
 

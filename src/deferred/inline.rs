@@ -25,10 +25,10 @@ use std::panic::Location;
 use std::sync::Arc;
 
 use crate::Failure;
-use crate::debug::{describe, report_unhandled};
+use crate::deferred::debug::{describe, report_unhandled};
+use crate::deferred::state::{Core, Inner, Res, take_from};
 use crate::error::ResultTakenError;
 use crate::loom::{Mutex, MutexGuard};
-use crate::state::{Core, Inner, Res, take_from};
 
 /// What an inline Deferred holds.
 pub(crate) enum Slot<T> {
@@ -175,7 +175,7 @@ fn materialize<T: Send + 'static>(slot: Slot<T>, at: &'static Location<'static>)
             let _ = core.poll_take(None, &mut |src| drop(take_from::<T>(src)));
             debug_assert!(matches!(
                 core.snapshot().result,
-                crate::state::ResultState::Empty
+                crate::deferred::state::ResultState::Empty
             ));
             core
         }
