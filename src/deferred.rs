@@ -24,7 +24,9 @@
 pub(crate) mod debug;
 pub(crate) mod functions;
 pub(crate) mod inline;
+pub(crate) mod link;
 pub(crate) mod resolver;
+pub(crate) mod runner;
 pub(crate) mod state;
 
 use std::fmt;
@@ -38,11 +40,10 @@ use std::task::{Context, Poll};
 
 use crate::Failure;
 use inline::{Ready, Slot, taken_err};
+use link::{CallbackLink, ChainLink, Node, Outcome, Res, ResultState, take_from};
 use resolver::Resolver;
-use state::{
-    CallbackLink, Canceller, ChainLink, Core, Inner, Node, Outcome, Res, ResultState, cancel_core,
-    run_chain, take_from,
-};
+use runner::{Core, cancel_core, run_chain};
+use state::{Canceller, Inner};
 
 mod private {
     pub trait Sealed {}

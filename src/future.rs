@@ -46,7 +46,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 
-use crate::deferred::state::{Canceller, CooperativeCancel, Core, cancel_core};
+use crate::deferred::runner::{Core, cancel_core};
+use crate::deferred::state::{Canceller, CooperativeCancel};
 use crate::error::NoRuntimeError;
 use crate::{Deferred, Failure};
 

@@ -109,9 +109,9 @@ mod time;
 
 pub use deferred::debug::{is_debugging, set_debugging};
 pub use deferred::functions::{execute, fail, log_error, maybe_deferred, pass_through, succeed};
-pub use deferred::resolver::Resolver;
 #[doc(hidden)]
-pub use deferred::state::Outcome;
+pub use deferred::link::Outcome;
+pub use deferred::resolver::Resolver;
 pub use deferred::{CancelHandle, CancelOnDrop, Deferred, IntoOutcome};
 pub use error::{
     AlreadyCalledError, CancelledError, ChainedToSelfError, NoRuntimeError, ResolverDroppedError,

@@ -95,9 +95,9 @@ use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
-use crate::deferred::state::{
-    Core, Inner, Link, Node, Res, Step, cancel_core, output_slot, run_chain, take_from,
-};
+use crate::deferred::link::{Link, Node, Res, Step, output_slot, take_from};
+use crate::deferred::runner::{Core, cancel_core, run_chain};
+use crate::deferred::state::Inner;
 use crate::error::{FailureGroup, FirstError, ResultTakenError};
 use crate::{Deferred, Failure, Resolver};
 

@@ -26,7 +26,9 @@ use std::sync::Arc;
 
 use crate::Failure;
 use crate::deferred::debug::{describe, report_unhandled};
-use crate::deferred::state::{Core, Inner, Res, take_from};
+use crate::deferred::link::{Res, take_from};
+use crate::deferred::runner::Core;
+use crate::deferred::state::Inner;
 use crate::error::ResultTakenError;
 use crate::loom::{Mutex, MutexGuard};
 
@@ -175,7 +177,7 @@ fn materialize<T: Send + 'static>(slot: Slot<T>, at: &'static Location<'static>)
             let _ = core.poll_take(None, &mut |src| drop(take_from::<T>(src)));
             debug_assert!(matches!(
                 core.snapshot().result,
-                crate::deferred::state::ResultState::Empty
+                crate::deferred::link::ResultState::Empty
             ));
             core
         }

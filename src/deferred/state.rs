@@ -1,27 +1,16 @@
-//! The shared state of a Deferred and the iterative chain runner.
+//! The shared state of a Deferred: its result, its queued links, its
+//! canceller, its flags, and every transition between its states.
 //!
 //! See `DESIGN.md` for the model. In short:
 //!
 //! * A Deferred's state lives in one `Arc<Inner<T0>>`, where `T0` is the type
 //!   it was created with. Handles of later types (`Deferred<U>` returned by
 //!   `add_callback`) hold the same allocation as `Arc<dyn Core>`.
-//! * The chain is a FIFO of boxed [`Link`]s. Each link is typed: it owns its
-//!   callback, its input slot and its output slot. Values move from one link's
-//!   output slot into the next link's input slot through `&mut dyn Any`
-//!   downcasts, so no value is boxed on its way down the chain.
 //! * One mutex per Deferred guards the state. It is never held while user
 //!   code runs: the runner takes a link out, releases the lock, runs it, and
 //!   re-takes the lock for the next one.
-//! * Only one thread runs a Deferred's chain at a time: the holder of the
-//!   *runner token* (`State::running`). Whoever changes the state so that the
-//!   chain can go on (fire, add a callback, unpause, deliver a chained result)
-//!   takes the token if it is free and runs the chain; if it is taken, the
-//!   holder will see the change.
-//! * [`run_chain`] moves between Deferreds with an explicit loop and stack,
-//!   never by recursion, so chains of any depth run in constant stack.
 
 use std::any::Any;
-use std::marker::PhantomData;
 use std::mem;
 use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 use std::sync::atomic::Ordering;
@@ -30,370 +19,13 @@ use std::task::{Poll, Waker};
 
 use crate::arc_init::arc_in_place;
 use crate::deferred::debug::{self, report_unhandled};
+use crate::deferred::link::{
+    ContinueLink, ContinueSlot, LinkBox, Node, Res, ResultState, Step, count, reverse, take_from,
+};
+use crate::deferred::runner::{Core, Stop, drive};
 use crate::error::{AlreadyCalledError, CancelledError, ResultTakenError};
 use crate::loom::{AtomicU8, AtomicU16, AtomicU32, Mutex, MutexGuard};
 use crate::{Failure, Resolver};
-
-/// A result travelling down a chain.
-pub(crate) type Res<T> = Result<T, Failure>;
-
-/// What a link asks the runner to do after it ran.
-pub(crate) enum Step {
-    /// The link's output slot holds the next result.
-    Done,
-    /// The callback returned a Deferred: wait for it (implicit chaining).
-    Wait(Arc<dyn Core>),
-    /// A continuation marker: hand `holder` (now filled with this Deferred's
-    /// result) back to the `outer` Deferred that was waiting on this one.
-    Resume {
-        outer: Arc<dyn Core>,
-        holder: LinkBox,
-    },
-    /// `chain_deferred` fired the target and took its runner token: run it.
-    Fed(Arc<dyn Core>),
-    /// A [`ContinueSlot`] received this Deferred's result: the link itself
-    /// goes back to `outer` as its result.
-    ResumeSelf(Arc<dyn Core>),
-}
-
-/// A boxed link with the `next` pointer of the list it sits in (a state's
-/// inbox, or the links a run has not reached yet), so queueing a callback
-/// allocates nothing beyond the link's own box.
-pub(crate) struct Node<L: ?Sized> {
-    next: Option<LinkBox>,
-    link: L,
-}
-
-/// How links are held: one allocation per link.
-pub(crate) type LinkBox = Box<Node<dyn Link>>;
-
-impl<L: Link + 'static> Node<L> {
-    pub(crate) fn boxed(link: L) -> LinkBox {
-        Box::new(Node { next: None, link })
-    }
-}
-
-impl std::ops::Deref for Node<dyn Link> {
-    type Target = dyn Link;
-    fn deref(&self) -> &(dyn Link + 'static) {
-        &self.link
-    }
-}
-
-impl std::ops::DerefMut for Node<dyn Link> {
-    fn deref_mut(&mut self) -> &mut (dyn Link + 'static) {
-        &mut self.link
-    }
-}
-
-/// One entry of a callback chain.
-pub(crate) trait Link: Send {
-    /// Moves this link's input out of `src` (an `Option<Res<In>>`; empty or
-    /// of another type: the result was taken) and runs the user code. One
-    /// virtual call per link, and the input never lives in the link. Called
-    /// with no lock held, except for a link whose [`Link::continues`] is
-    /// true (it runs no user code).
-    fn run(&mut self, src: &mut dyn Any) -> Step;
-    /// Moves a result into this link's output slot from `src` (an
-    /// `Option<Res<Out>>`): used when a Deferred this link returned delivers.
-    fn refill(&mut self, src: &mut dyn Any);
-    /// Drops what ties this link to another Deferred's state (a
-    /// [`ContinueSlot`]'s outer Deferred) when it ends up not queued.
-    fn unlink(&mut self) {}
-    /// Whether `run` only hands the result to a waiting outer Deferred
-    /// (`Step::ResumeSelf`), with no user code: the runner may then run it
-    /// under the state's lock and end the run in the same lock section.
-    fn continues(&self) -> bool {
-        false
-    }
-    /// For a link whose [`Link::continues`] is true: `run`, returning the
-    /// outer Deferred to resume instead of a [`Step`]. An `Option<Arc<_>>`
-    /// comes back in two registers; a `Step` comes back through memory,
-    /// and reading its `Arc` there stalled on the stores that wrote it
-    /// (BENCHMARKS.md, round 12).
-    fn continue_outer(&mut self, _src: &mut dyn Any) -> Option<Arc<dyn Core>> {
-        None
-    }
-    /// The output slot, an `Option<Res<Out>>`.
-    fn output(&mut self) -> &mut dyn Any;
-    /// What the output slot holds.
-    fn output_state(&self) -> ResultState;
-    /// Takes the output if it is a failure.
-    fn take_failure(&mut self) -> Option<Failure>;
-    /// Replaces the output with a failure.
-    fn fail_output(&mut self, failure: Failure);
-    /// Whether the output slot holds a failure (no clone of it).
-    fn output_is_err(&self) -> bool {
-        matches!(self.output_state(), ResultState::Err(_))
-    }
-}
-
-/// Moves a typed result out of an erased slot. A slot of the wrong type or
-/// an empty one means the result was already taken.
-pub(crate) fn take_from<T: 'static>(src: &mut dyn Any) -> Res<T> {
-    match src.downcast_mut::<Option<Res<T>>>().and_then(Option::take) {
-        Some(r) => r,
-        None => Err(Failure::new(ResultTakenError {})),
-    }
-}
-
-pub(crate) fn slot_state<T>(slot: &Option<Res<T>>) -> ResultState {
-    match slot {
-        None => ResultState::Empty,
-        Some(Ok(_)) => ResultState::Ok,
-        Some(Err(f)) => ResultState::Err(f.clone()),
-    }
-}
-
-pub(crate) fn slot_take_failure<T>(slot: &mut Option<Res<T>>) -> Option<Failure> {
-    match slot.take() {
-        Some(Err(f)) => Some(f),
-        other => {
-            *slot = other;
-            None
-        }
-    }
-}
-
-/// The `Link` methods of a link whose result slot is its `output` field
-/// (an `Option<Res<_>>`): `refill`, `output`, `output_state`,
-/// `take_failure`, `fail_output`, `output_is_err`.
-macro_rules! output_slot {
-    () => {
-        fn refill(&mut self, src: &mut dyn ::std::any::Any) {
-            self.output = Some($crate::deferred::state::take_from(src));
-        }
-
-        fn output(&mut self) -> &mut dyn ::std::any::Any {
-            &mut self.output
-        }
-
-        fn output_state(&self) -> $crate::deferred::state::ResultState {
-            $crate::deferred::state::slot_state(&self.output)
-        }
-
-        fn take_failure(&mut self) -> Option<$crate::Failure> {
-            $crate::deferred::state::slot_take_failure(&mut self.output)
-        }
-
-        fn fail_output(&mut self, failure: $crate::Failure) {
-            self.output = Some(Err(failure));
-        }
-
-        fn output_is_err(&self) -> bool {
-            matches!(self.output, Some(Err(_)))
-        }
-    };
-}
-pub(crate) use output_slot;
-
-/// What a callback (or errback) produced.
-#[doc(hidden)]
-#[derive(Debug)]
-pub enum Outcome<U: Send + 'static> {
-    /// A value or a failure, available now.
-    Ready(Result<U, Failure>),
-    /// A Deferred whose result the chain waits for.
-    Chain(crate::Deferred<U>),
-}
-
-/// A link running a callback/errback pair.
-pub(crate) struct CallbackLink<T, U: Send + 'static, F> {
-    f: Option<F>,
-    output: Option<Res<U>>,
-    /// The input type: the input itself is never stored (see [`Link::run`]).
-    input: PhantomData<fn(Res<T>)>,
-}
-
-/// An empty link (no callback yet): what `Box::default` builds in place.
-impl<T, U: Send + 'static, F> Default for Node<CallbackLink<T, U, F>> {
-    fn default() -> Self {
-        Node {
-            next: None,
-            link: CallbackLink {
-                f: None,
-                output: None,
-                input: PhantomData,
-            },
-        }
-    }
-}
-
-impl<T, U, F> CallbackLink<T, U, F>
-where
-    T: Send + 'static,
-    U: Send + 'static,
-    F: FnOnce(Res<T>) -> Outcome<U> + Send + 'static,
-{
-    /// The link in its box. `Box::default` allocates first and builds the
-    /// empty link in the block; the callback is then stored into it.
-    /// `Box::new(link)` built the link on the stack and copied it after
-    /// malloc, with loads that wait on the stores that built it (a
-    /// store-forwarding stall; BENCHMARKS.md, round 8).
-    #[inline]
-    pub(crate) fn boxed(f: F) -> LinkBox {
-        let mut node: Box<Node<Self>> = Box::default();
-        node.link.f = Some(f);
-        node
-    }
-}
-
-impl<T, U, F> Link for CallbackLink<T, U, F>
-where
-    T: Send + 'static,
-    U: Send + 'static,
-    F: FnOnce(Res<T>) -> Outcome<U> + Send + 'static,
-{
-    fn run(&mut self, src: &mut dyn Any) -> Step {
-        let input = take_from::<T>(src);
-        let Some(f) = self.f.take() else {
-            self.output = Some(Err(Failure::new(ResultTakenError {})));
-            return Step::Done;
-        };
-        match catch_unwind(AssertUnwindSafe(move || f(input))) {
-            Ok(Outcome::Ready(r)) => {
-                self.output = Some(r);
-                Step::Done
-            }
-            Ok(Outcome::Chain(d)) => match d.into_core() {
-                Some(core) => Step::Wait(core),
-                None => {
-                    self.output = Some(Err(Failure::new(ResultTakenError {})));
-                    Step::Done
-                }
-            },
-            Err(payload) => {
-                self.output = Some(Err(Failure::from_panic(payload)));
-                Step::Done
-            }
-        }
-    }
-
-    output_slot!();
-}
-
-/// Twisted's `_CONTINUE` marker: appended to an inner Deferred that an outer
-/// one waits on. It carries the outer's waiting link (`holder`), which
-/// receives the inner's result and goes back to the outer.
-struct ContinueLink {
-    holder: Option<LinkBox>,
-    outer: Option<Arc<dyn Core>>,
-}
-
-impl Link for ContinueLink {
-    fn run(&mut self, src: &mut dyn Any) -> Step {
-        if let Some(holder) = &mut self.holder {
-            holder.refill(src);
-        }
-        match (self.outer.take(), self.holder.take()) {
-            (Some(outer), Some(holder)) => Step::Resume { outer, holder },
-            _ => Step::Done,
-        }
-    }
-
-    fn refill(&mut self, _src: &mut dyn Any) {}
-
-    /// Never holds a result: the slot handed out is of no result type, so a
-    /// link pulling from it sees the result as taken.
-    fn output(&mut self) -> &mut dyn Any {
-        &mut self.outer
-    }
-
-    fn output_state(&self) -> ResultState {
-        ResultState::Empty
-    }
-
-    fn take_failure(&mut self) -> Option<Failure> {
-        None
-    }
-
-    fn fail_output(&mut self, _failure: Failure) {}
-}
-
-/// The waiting link of an outer Deferred made directly in the waiting state
-/// ([`Inner::waiting_on`]): queued in the inner Deferred's chain, it takes the
-/// inner's result into its own slot and goes back to the outer as the
-/// outer's result holder. One allocation where a callback link plus a
-/// [`ContinueLink`] take two.
-struct ContinueSlot<U> {
-    outer: Option<Arc<dyn Core>>,
-    output: Option<Res<U>>,
-}
-
-impl<U: Send + 'static> Link for ContinueSlot<U> {
-    fn run(&mut self, src: &mut dyn Any) -> Step {
-        match self.continue_outer(src) {
-            Some(outer) => Step::ResumeSelf(outer),
-            None => Step::Done,
-        }
-    }
-
-    fn unlink(&mut self) {
-        self.outer = None;
-    }
-
-    fn continues(&self) -> bool {
-        self.outer.is_some()
-    }
-
-    fn continue_outer(&mut self, src: &mut dyn Any) -> Option<Arc<dyn Core>> {
-        self.output = Some(take_from::<U>(src));
-        self.outer.take()
-    }
-
-    output_slot!();
-}
-
-/// `chain_deferred`: feeds this chain's result into another Deferred.
-pub(crate) struct ChainLink<T: Send + 'static> {
-    target: Option<Resolver<T>>,
-    output: Option<Res<()>>,
-    at: &'static Location<'static>,
-}
-
-impl<T: Send + 'static> ChainLink<T> {
-    pub(crate) fn new(target: Resolver<T>, at: &'static Location<'static>) -> Self {
-        ChainLink {
-            target: Some(target),
-            output: None,
-            at,
-        }
-    }
-}
-
-impl<T: Send + 'static> Link for ChainLink<T> {
-    fn run(&mut self, src: &mut dyn Any) -> Step {
-        let input = take_from::<T>(src);
-        let Some(target) = self.target.take() else {
-            self.output = Some(Err(Failure::new(ResultTakenError {})));
-            return Step::Done;
-        };
-        match target.inner.try_fire(input, |r| r, self.at, true) {
-            Ok(run) => {
-                self.output = Some(Ok(()));
-                if run {
-                    Step::Fed(target.inner.clone())
-                } else {
-                    Step::Done
-                }
-            }
-            Err(e) => {
-                self.output = Some(Err(Failure::new(e.without_value())));
-                Step::Done
-            }
-        }
-    }
-
-    output_slot!();
-}
-
-/// What a Deferred's current result is, for `Debug` and inspection.
-#[derive(Debug, Clone)]
-pub(crate) enum ResultState {
-    Empty,
-    Ok,
-    Err(Failure),
-}
 
 /// A point-in-time view of a Deferred's state.
 #[derive(Debug, Clone)]
@@ -405,20 +37,6 @@ pub(crate) struct Snapshot {
     pub(crate) callbacks: usize,
     pub(crate) result: ResultState,
     pub(crate) taken: bool,
-}
-
-/// Why [`Core::run_links`] stopped.
-pub(crate) enum Stop {
-    /// The token was released (finished, paused or waiting).
-    Released,
-    /// The token was released; go on with this Deferred. `None`: we hold
-    /// its token. `Some(holder)`: it waited on the Deferred just run, whose
-    /// result is in `holder`; its `run_links` takes the holder, its token
-    /// and its links in one lock section.
-    Switch(Arc<dyn Core>, Option<LinkBox>),
-    /// Keep the first Deferred's token; run the second one first (as for
-    /// `Switch`), then come back to the first.
-    Nested(Arc<dyn Core>, Arc<dyn Core>, Option<LinkBox>),
 }
 
 /// A canceller that is asked every time `cancel()` is called on an unfired
@@ -476,134 +94,6 @@ impl<T: Send + 'static> CancelFn<T> for Cooperative {
         _keep: &mut Option<Resolver<T>>,
     ) -> Option<Box<dyn CancelFn<T>>> {
         if self.0.cancel() { Some(self) } else { None }
-    }
-}
-
-/// The object-safe face of a Deferred's shared state.
-pub(crate) trait Core: Send + Sync + 'static {
-    /// Appends a link; `true` when the caller took the runner token and must
-    /// call [`run_chain`].
-    fn add_link(&self, link: LinkBox) -> bool;
-    /// `add_link` for a chain that adopts this Deferred (its handle was
-    /// taken, so nobody else will consume its result): also marks it
-    /// consumer-less, and reports now a failure at rest that can never reach
-    /// the link (the Deferred is paused and nobody can unpause it any more),
-    /// as dropping the handle would. One lock section for both.
-    fn adopt_link(&self, link: LinkBox) -> bool;
-    /// Runs links while it can. The caller holds the runner token.
-    /// `check_pause`: stop at once if paused (Twisted checks when it starts
-    /// or switches to a Deferred, not when a nested call returns to it).
-    ///
-    /// With `resumed`, a Deferred this one waited on delivered into that
-    /// holder and the caller does not hold the token: the holder becomes
-    /// the result, and the run goes on from the same lock section if it can
-    /// take the token; if another run holds it or this Deferred is paused,
-    /// the holder is left at rest (one lock per level of a nested chain).
-    fn run_links(self: Arc<Self>, check_pause: bool, resumed: Option<LinkBox>) -> Stop;
-    /// If this Deferred has a final result, moves it into `link`'s output and
-    /// gives the link back; otherwise appends a continuation that will hand
-    /// the link back to `outer` and returns `None`.
-    fn steal_or_chain(&self, link: LinkBox, outer: Arc<dyn Core>) -> Option<LinkBox>;
-    /// `steal_or_chain` for a link that is its own continuation (a
-    /// [`ContinueSlot`]): if this Deferred has a final result, moves it into
-    /// `cont`'s output and gives it back; otherwise queues `cont` itself.
-    fn continue_with(&self, cont: LinkBox) -> Option<LinkBox>;
-    /// One step of cancellation; returns the chained Deferred to forward the
-    /// cancellation to, if any.
-    fn cancel_one(self: Arc<Self>) -> Option<Arc<dyn Core>>;
-    fn pause(&self);
-    /// `true` when the caller took the runner token.
-    fn unpause(&self) -> bool;
-    /// Takes the final result through `sink` if there is one, else
-    /// registers `waker`.
-    fn poll_take(&self, waker: Option<&Waker>, sink: &mut dyn FnMut(&mut dyn Any)) -> Poll<()>;
-    /// The handle (the consumer of the result) went away.
-    fn release_consumer(&self);
-    fn snapshot(&self) -> Snapshot;
-    /// For the typed fast paths: a `Deferred<T>` whose state is an
-    /// `Inner<T>` takes its result without the erased sink.
-    fn as_any(&self) -> &dyn Any;
-}
-
-/// Runs chains from `start`, whose runner token the caller holds, until
-/// every Deferred reached is finished, paused or waiting. Iterative: an
-/// explicit stack replaces Twisted's recursion through nested Deferreds.
-pub(crate) fn run_chain(start: Arc<dyn Core>) {
-    drive(start.run_links(true, None));
-}
-
-/// `run_chain` after its first Deferred's run stopped with `stop`.
-fn drive(mut stop: Stop) {
-    let mut stack: Vec<Arc<dyn Core>> = Vec::new();
-    loop {
-        stop = match stop {
-            // A Deferred we come back to after a nested one (chain_deferred's
-            // target) goes on without a pause check, as Twisted's nested
-            // `d.callback()` returns into a loop that does not re-check
-            // `paused`.
-            Stop::Released => match stack.pop() {
-                Some(next) => next.run_links(false, None),
-                None => return,
-            },
-            Stop::Switch(next, resumed) => next.run_links(true, resumed),
-            Stop::Nested(me, next, resumed) => {
-                stack.push(me);
-                next.run_links(true, resumed)
-            }
-        };
-    }
-}
-
-/// Cancels a Deferred, forwarding iteratively down chained Deferreds.
-pub(crate) fn cancel_core(mut core: Arc<dyn Core>) {
-    // Brent's cycle detection: Deferreds waiting on each other (a callback
-    // returned a Deferred that waits, in the end, on the first) would make
-    // the walk endless; it stops instead, in time linear in the walk.
-    let addr = |c: &Arc<dyn Core>| Arc::as_ptr(c).cast::<()>();
-    let (mut mark, mut power, mut steps) = (addr(&core), 1usize, 0usize);
-    while let Some(next) = core.cancel_one() {
-        core = next;
-        if addr(&core) == mark {
-            return;
-        }
-        steps += 1;
-        if steps == power {
-            (mark, power, steps) = (addr(&core), power * 2, 0);
-        }
-    }
-}
-
-/// Reverses a stack of links threaded through their `next` pointers:
-/// the inbox (newest first) becomes a run list (oldest first).
-#[inline]
-fn reverse(mut stack: Option<LinkBox>) -> Option<LinkBox> {
-    let mut out = None;
-    while let Some(mut link) = stack {
-        stack = link.next.take();
-        link.next = out;
-        out = Some(link);
-    }
-    out
-}
-
-/// Counts the links of a list threaded through `next` (for `Debug`).
-fn count(mut list: Option<&LinkBox>) -> usize {
-    let mut n = 0;
-    while let Some(link) = list {
-        n += 1;
-        list = link.next.as_ref();
-    }
-    n
-}
-
-impl<L: ?Sized> Drop for Node<L> {
-    /// Unlinks the rest of the list one by one: the default recursive drop
-    /// of a long list would overflow the stack.
-    fn drop(&mut self) {
-        let mut next = self.next.take();
-        while let Some(mut link) = next {
-            next = link.next.take();
-        }
     }
 }
 
@@ -1019,7 +509,7 @@ impl<T: Send + 'static> Inner<T> {
     }
 
     /// Fires the Deferred. `Ok(true)`: the caller took the runner token and
-    /// must call [`run_chain`]. With `honour_suppress`, a fire after a
+    /// must call [`run_chain`](crate::deferred::runner::run_chain). With `honour_suppress`, a fire after a
     /// canceller-less `cancel()` is swallowed once, as in Twisted.
     pub(crate) fn try_fire<V>(
         &self,
@@ -1053,7 +543,7 @@ impl<T: Send + 'static> Inner<T> {
     }
 
     /// Fires an unfired Deferred whose lock the caller holds; releases it.
-    /// `true`: the caller took the runner token and must call [`run_chain`].
+    /// `true`: the caller took the runner token and must call [`run_chain`](crate::deferred::runner::run_chain).
     fn fire_locked(
         &self,
         mut st: MutexGuard<'_, State<T>>,
