@@ -38,7 +38,6 @@ TARGETS = {
     "chain_100_local": (1.3, ("twisted_speedup", 15), "≤ 1.3x per callback; ≥ 15x faster than Twisted"),
     "new_fire_await_local": (None, None, "(information)"),
     "nested_chain_fire": (1.5, ("max_ns_per_elem", 100), "per level ≤ 1.5x of 1,000-deep, ≤ 100 ns/level"),
-    "nested_chain_fire_reused_heap": (None, None, "(information)"),
     "nested_chain_build_fire_drop": (None, None, "(information)"),
     "ensure_deferred_ready": (2.0, None, "≤ 2x"),
     "gather_results_10000": (0.5, None, "≤ 0.5x"),
@@ -58,7 +57,6 @@ TWISTED_KEYS = {
     "chain_10_local": "chain_10",
     "chain_100_local": "chain_100",
     "nested_chain_fire": "nested_chain_fire/100000 (per level)",
-    "nested_chain_fire_reused_heap": "nested_chain_fire/100000 (per level)",
     "nested_chain_build_fire_drop": "nested_chain_build_fire_drop/100000 (per level)",
     "ensure_deferred_ready": "ensure_deferred_ready",
 }
