@@ -111,8 +111,8 @@ med = statistics.median
 rows = {}
 for r in load:
     rows.setdefault((r["label"], r["connections"]), []).append(r)
-print(f"| server | connections | requests/s | p50 | p99 | server peak RSS | server CPU |")
-print("|---|---|---|---|---|---|---|")
+print("| server | connections | requests/s | p50 | p99 | server peak RSS | server CPU | server CPU per request |")
+print("|---|---|---|---|---|---|---|---|")
 order = sorted(rows, key=lambda k: (k[1], list(names).index(k[0]) if k[0] in names else 9))
 agg = {}
 for key in order:
@@ -124,18 +124,20 @@ for key in order:
     agg[key] = a
     err = f" ({a['errors']} errors)" if a["errors"] else ""
     print(f"| {names.get(key[0], key[0])} | {key[1]:,} | {a['rps']:,.0f}{err} | {a['p50']:.1f} ms | {a['p99']:.1f} ms "
-          f"| {a['peak']:.1f} MiB | {a['cpu'] * 100:.0f} % |")
+          f"| {a['peak']:.1f} MiB | {a['cpu'] * 100:.0f} % | {a['cpu'] / a['rps'] * 1e6:.1f} µs |")
 print()
 print(f"Delay {delay} ms; {seconds} s counted per run after a warm-up; medians of {rounds} rounds "
-      f"(peak RSS: the highest); load generator: `http_bench load`, {threads} threads.")
+      f"(peak RSS: the highest); load generator: `http_bench load`, {threads} threads. Server CPU: "
+      "user + system time in the counted seconds, 100 % = one core (each server runs on one thread).")
 print()
-print("| connections | tokio-deferred / Tokio: requests/s | p99 | tokio-deferred / Twisted: requests/s |")
-print("|---|---|---|---|")
+print("| connections | tokio-deferred / Tokio: requests/s | p99 | tokio-deferred / Twisted: requests/s | Twisted / tokio-deferred: CPU per request |")
+print("|---|---|---|---|---|")
 for c in sorted({k[1] for k in agg}):
     d, t, w = agg.get(("deferred", c)), agg.get(("tokio", c)), agg.get(("twisted", c))
     cells = [f"{d['rps'] / t['rps']:.2f}x (target ≥ 0.95x)" if d and t else "—",
              f"{d['p99'] / t['p99']:.2f}x (target ≤ 1.1x)" if d and t else "—",
-             f"{d['rps'] / w['rps']:.1f}x (target ≥ 10x)" if d and w else "—"]
+             f"{d['rps'] / w['rps']:.1f}x (target ≥ 10x)" if d and w else "—",
+             f"{(w['cpu'] / w['rps']) / (d['cpu'] / d['rps']):.1f}x" if d and w else "—"]
     print(f"| {c:,} | {' | '.join(cells)} |")
 if rss:
     print()
