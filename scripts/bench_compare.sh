@@ -43,6 +43,7 @@ declare -A EXE
 for side in a b; do
   rev=$REV_A; [ "$side" = b ] && rev=$REV_B
   git worktree remove --force "$DIR/src-$side" 2>/dev/null || true
+  rm -rf "$DIR/src-$side"
   git worktree add --detach --force "$DIR/src-$side" "$rev" >/dev/null
   echo "building the benches of $side = $(git log -1 --format='%h %s' "$rev")" >&2
   # One build of every bench target; the JSON messages name the executables.
