@@ -34,6 +34,7 @@
 #![allow(missing_docs)]
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::hint::black_box;
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
@@ -41,7 +42,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use tokio::sync::Notify;
-use tokio_deferred::{Deferred, DeferredQueue, Failure};
+use tokio_deferred::{Deferred, DeferredQueue, Failure, Resolver};
 
 mod common;
 use common::{ANCHOR, OURS};
@@ -82,63 +83,83 @@ fn thread_runtime() -> tokio::runtime::Runtime {
         .expect("build a current-thread runtime")
 }
 
-/// One run of the Deferred pairs, with or without a callback on each.
-fn deferred_pairs(with_callback: bool) -> Duration {
+/// One run of 32 producer/consumer pairs: `make` gives one hand-over's two
+/// ends, the producer `send`s each with its index, and the consumer runs
+/// `receive` over all of its ends (on its own runtime), which awaits them.
+fn pairs<S, R, F>(
+    make: impl Fn() -> (S, R),
+    send: impl Fn(S, u64) + Copy + Send + 'static,
+    receive: impl FnOnce(Vec<R>) -> F + Copy + Send + 'static,
+) -> Duration
+where
+    S: Send + 'static,
+    R: Send + 'static,
+    F: Future<Output = u64>,
+{
     let mut jobs: Vec<Box<dyn FnOnce() + Send>> = Vec::with_capacity(THREADS);
     for _ in 0..THREADS / 2 {
-        let (ds, rs): (Vec<_>, Vec<_>) = (0..ITEMS).map(|_| Deferred::<u64>::new()).unzip();
+        let (senders, receivers): (Vec<S>, Vec<R>) = (0..ITEMS).map(|_| make()).unzip();
         jobs.push(Box::new(move || {
-            for (k, r) in rs.into_iter().enumerate() {
-                r.callback(black_box(k as u64)).unwrap();
+            for (k, s) in senders.into_iter().enumerate() {
+                send(s, black_box(k as u64));
             }
         }));
         let rt = thread_runtime();
         jobs.push(Box::new(move || {
-            rt.block_on(async move {
-                let mut sum = 0u64;
-                for d in ds {
-                    sum += if with_callback {
-                        d.add_callback(|v| Ok::<_, Failure>(v + 1)).await.unwrap()
-                    } else {
-                        d.await.unwrap()
-                    };
-                }
-                black_box(sum);
-            })
+            black_box(rt.block_on(receive(receivers)));
         }));
     }
     timed_threads(jobs)
 }
 
+/// One run of the Deferred pairs, with or without a callback on each.
+fn deferred_pairs(with_callback: bool) -> Duration {
+    let make = || {
+        let (d, r) = Deferred::<u64>::new();
+        (r, d)
+    };
+    let fire = |r: Resolver<u64>, k| r.callback(k).unwrap();
+    if with_callback {
+        pairs(make, fire, |ds| async move {
+            let mut sum = 0;
+            for d in ds {
+                sum += d.add_callback(|v| Ok::<_, Failure>(v + 1)).await.unwrap();
+            }
+            sum
+        })
+    } else {
+        pairs(make, fire, |ds| async move {
+            let mut sum = 0;
+            for d in ds {
+                sum += d.await.unwrap();
+            }
+            sum
+        })
+    }
+}
+
 /// One run of the oneshot pairs (the anchor of `deferred_pairs`).
 fn oneshot_pairs(with_callback: bool) -> Duration {
-    let mut jobs: Vec<Box<dyn FnOnce() + Send>> = Vec::with_capacity(THREADS);
-    for _ in 0..THREADS / 2 {
-        let (txs, rxs): (Vec<_>, Vec<_>) = (0..ITEMS)
-            .map(|_| tokio::sync::oneshot::channel::<u64>())
-            .unzip();
-        jobs.push(Box::new(move || {
-            for (k, tx) in txs.into_iter().enumerate() {
-                tx.send(black_box(k as u64)).unwrap();
+    let make = tokio::sync::oneshot::channel::<u64>;
+    let send = |tx: tokio::sync::oneshot::Sender<u64>, k| tx.send(k).unwrap();
+    if with_callback {
+        pairs(make, send, |rxs| async move {
+            let mut sum = 0;
+            for rx in rxs {
+                let callback: Box<dyn FnOnce(u64) -> u64> = Box::new(|v| v + 1);
+                sum += black_box(callback)(rx.await.unwrap());
             }
-        }));
-        let rt = thread_runtime();
-        jobs.push(Box::new(move || {
-            rt.block_on(async move {
-                let mut sum = 0u64;
-                for rx in rxs {
-                    sum += if with_callback {
-                        let callback: Box<dyn FnOnce(u64) -> u64> = Box::new(|v| v + 1);
-                        black_box(callback)(rx.await.unwrap())
-                    } else {
-                        rx.await.unwrap()
-                    };
-                }
-                black_box(sum);
-            })
-        }));
+            sum
+        })
+    } else {
+        pairs(make, send, |rxs| async move {
+            let mut sum = 0;
+            for rx in rxs {
+                sum += rx.await.unwrap();
+            }
+            sum
+        })
     }
-    timed_threads(jobs)
 }
 
 /// One run of the shared `DeferredQueue`.
