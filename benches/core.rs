@@ -1,6 +1,7 @@
-//! Core benchmarks of issue 6: each group runs our operation (`ours`) and its
-//! anchor (`anchor`) in the same run. See `BENCHMARKS.md` for the targets and
-//! `benches/report.py` for the tables.
+//! The core rows: create, fire, await, chain and nest Deferreds. Each group
+//! runs our operation (`ours`) and its anchor (`anchor`) in the same run;
+//! `benches/report.py` holds the targets and prints the tables of
+//! `BENCHMARKS.md`.
 
 // `criterion_group!` generates an undocumented `pub fn`.
 #![allow(missing_docs)]
@@ -17,7 +18,7 @@ use criterion::{
 use tokio_deferred::{Deferred, Failure, LocalDeferred, ensure_deferred, succeed};
 
 mod common;
-use common::{ANCHOR, Heap, OURS, nested};
+use common::{ANCHOR, OURS, nested};
 
 /// `Deferred::new` + `callback` + `.await` in one task, against tokio's
 /// oneshot create + send + await. The loop runs inside one `block_on` so the
@@ -59,7 +60,7 @@ fn oneshot_round_trips(rt: &tokio::runtime::Runtime, iters: u64) -> Duration {
 }
 
 /// `new_fire_await` on the `!Send` flavour (information: a LocalDeferred
-/// is one allocation of 368 bytes, with its first arena chunk inside).
+/// is one larger allocation, with its first arena chunk inside).
 fn new_fire_await_local(c: &mut Criterion) {
     let rt = common::current_thread();
     let mut g = c.benchmark_group("new_fire_await_local");
@@ -174,34 +175,20 @@ fn chain(c: &mut Criterion) {
 
 /// Fires a nested chain from the innermost and takes the result at the top;
 /// building and dropping are not timed. `ours` is 1,000,000 deep, `anchor`
-/// 1,000 deep; the throughput makes the per-level cost comparable.
-///
-/// `nested_chain_fire` (the target row) builds each chain on a settled
-/// heap (`common::settle_heap`: laid out in build order, as in a fresh
-/// process); `nested_chain_fire_reused_heap` (information) builds it from
-/// the blocks the previous fire freed, which glibc hands back in reverse,
-/// so every other 1,000,000-deep chain is walked backwards through memory
-/// (BENCHMARKS.md, rounds 10 and 15).
+/// 1,000 deep; the throughput makes the per-level cost comparable. Each
+/// chain is built from the heap as the previous one left it, as in a
+/// program that builds chains one after another.
 fn nested_chain(c: &mut Criterion) {
-    for (name, heap) in [
-        ("nested_chain_fire", Heap::Settled),
-        ("nested_chain_fire_reused_heap", Heap::Reused),
-    ] {
-        let mut g = c.benchmark_group(name);
-        g.sampling_mode(SamplingMode::Flat);
-        g.sample_size(10);
-        for (id, depth) in [(OURS, 1_000_000u64), (ANCHOR, 1_000)] {
-            g.throughput(Throughput::Elements(depth));
-            g.bench_function(BenchmarkId::new(id, depth), |b| {
-                b.iter_custom(|iters| {
-                    (0..iters)
-                        .map(|_| common::time_nested_fire(depth, heap))
-                        .sum()
-                })
-            });
-        }
-        g.finish();
+    let mut g = c.benchmark_group("nested_chain_fire");
+    g.sampling_mode(SamplingMode::Flat);
+    g.sample_size(10);
+    for (id, depth) in [(OURS, 1_000_000u64), (ANCHOR, 1_000)] {
+        g.throughput(Throughput::Elements(depth));
+        g.bench_function(BenchmarkId::new(id, depth), |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| common::time_nested_fire(depth)).sum())
+        });
     }
+    g.finish();
 
     // The whole life of the chain: build, fire, take, drop.
     let mut g = c.benchmark_group("nested_chain_build_fire_drop");

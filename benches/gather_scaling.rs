@@ -31,11 +31,6 @@ fn main() {
         return;
     }
     let rt = common::current_thread();
-    // One round of each at the largest n first: glibc raises its trim
-    // threshold after the first large free (see `prime_allocator` in
-    // benches/primitives.rs), so no round pays for re-faulting its heap.
-    join_all_in_task(&rt, 40_000);
-    gather_in_task(&rt, 40_000);
     println!("| n | join_all in a task (ns/element) | gather_results (ns/element) |");
     println!("|---|---|---|");
     for n in [1_000, 5_000, 10_000, 20_000, 40_000] {

@@ -1,4 +1,4 @@
-//! Rows of issue 6 for `gather_results`, `DeferredQueue`, `DeferredLock` and
+//! The rows of `gather_results`, `DeferredQueue`, `DeferredLock` and
 //! `DeferredSemaphore`, each against its Tokio anchor in the same run.
 
 // `criterion_group!` generates an undocumented `pub fn`.
@@ -39,7 +39,6 @@ fn gather(c: &mut Criterion) {
     let rt = common::current_thread();
     let ours = || gather_in_task(&rt, GATHER_N);
     let anchor = || join_all_in_task(&rt, GATHER_N);
-    prime_allocator(&ours, &anchor);
     let mut g = c.benchmark_group("gather_results_10000");
     g.throughput(Throughput::Elements(GATHER_N as u64));
     g.sample_size(10);
@@ -70,23 +69,12 @@ fn gather_no_runtime(c: &mut Criterion) {
             Poll::Pending => panic!("join_all still pending"),
         }
     };
-    prime_allocator(&ours, &anchor);
     let mut g = c.benchmark_group("gather_results_10000_no_runtime");
     g.throughput(Throughput::Elements(GATHER_N as u64));
     g.sample_size(20);
     g.bench_function(OURS, |b| b.iter(|| black_box(ours())));
     g.bench_function(ANCHOR, |b| b.iter(|| black_box(anchor())));
     g.finish();
-}
-
-/// Runs each side once before either is measured. glibc raises its trim
-/// and mmap thresholds the first time a large block is freed; without this,
-/// whichever side ran first in the process kept giving its heap top back to
-/// the kernel and re-faulting it every iteration (measured: our side took
-/// 3.1 ms first and 1.6 ms after the anchor had run once).
-fn prime_allocator(ours: &impl Fn() -> usize, anchor: &impl Fn() -> usize) {
-    assert_eq!(ours(), GATHER_N);
-    assert_eq!(anchor(), GATHER_N);
 }
 
 const GATHER_N: usize = 10_000;

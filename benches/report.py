@@ -15,7 +15,18 @@ each side's median and of the ratio (the range of the ratio is shown):
 Each criterion group pairs `<group>/ours[/<param>]` with
 `<group>/anchor[/<param>]`. With a throughput (elements), times are also
 given per element, and the ratio is per element. Targets live in TARGETS:
-a new group (gather, locks, queue, ...) adds one line there.
+a new group adds one line there.
+
+Two revisions, measured alternately into baselines of one criterion
+directory (scripts/bench_compare.sh does this), compare with
+
+    python3 benches/report.py --compare a1,a2,a3 b1,b2,b3 [--alias B=A ...]
+
+which prints, per group, our side before and after and the ratio to the
+anchor before and after (`--alias` pairs a group of B with a group of A
+that measures the same workload under another name).
+
+The criterion directory is target/criterion, or $CRITERION_HOME if set.
 """
 
 import json
@@ -23,11 +34,12 @@ import os
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CRITERION = os.path.join(ROOT, "target", "criterion")
+CRITERION = os.environ.get("CRITERION_HOME") or os.path.join(ROOT, "target", "criterion")
 TWISTED = os.path.join(ROOT, "target", "twisted.json")
 
 # group -> (max ratio ours/anchor, extra check, description of the target)
-# extra check: None, or ("max_ns_per_elem", n) / ("twisted_speedup", n)
+# extra check: None, or ("max_ns_per_elem", n) / ("twisted_speedup", n) /
+# ("max_slowest_sample", n): our slowest sample at most n times our median one
 TARGETS = {
     "new_fire_await": (1.5, None, "≤ 1.5x"),
     "await_pending_then_fire": (1.5, None, "≤ 1.5x"),
@@ -38,7 +50,6 @@ TARGETS = {
     "chain_100_local": (1.3, ("twisted_speedup", 15), "≤ 1.3x per callback; ≥ 15x faster than Twisted"),
     "new_fire_await_local": (None, None, "(information)"),
     "nested_chain_fire": (1.5, ("max_ns_per_elem", 100), "per level ≤ 1.5x of 1,000-deep, ≤ 100 ns/level"),
-    "nested_chain_fire_reused_heap": (None, None, "(information)"),
     "nested_chain_build_fire_drop": (None, None, "(information)"),
     "ensure_deferred_ready": (2.0, None, "≤ 2x"),
     "gather_results_10000": (0.5, None, "≤ 0.5x"),
@@ -48,6 +59,9 @@ TARGETS = {
     "deferred_lock_acquire_release": (1.5, None, "≤ 1.5x"),
     "defer_later_100000": (1.2, None, "wall ≤ 1.2x"),
     "defer_to_thread_round_trip": (1.1, None, "≤ 1.1x"),
+    "oversubscribed_deferreds": (1.5, ("max_slowest_sample", 3), "≤ 1.5x; slowest sample ≤ 3x median"),
+    "oversubscribed_callbacks": (None, None, "(information)"),
+    "oversubscribed_queue": (1.5, ("max_slowest_sample", 3), "≤ 1.5x; slowest sample ≤ 3x median"),
 }
 
 # group -> key in target/twisted.json (per op, or per level for nested)
@@ -58,7 +72,6 @@ TWISTED_KEYS = {
     "chain_10_local": "chain_10",
     "chain_100_local": "chain_100",
     "nested_chain_fire": "nested_chain_fire/100000 (per level)",
-    "nested_chain_fire_reused_heap": "nested_chain_fire/100000 (per level)",
     "nested_chain_build_fire_drop": "nested_chain_build_fire_drop/100000 (per level)",
     "ensure_deferred_ready": "ensure_deferred_ready",
 }
@@ -72,15 +85,9 @@ def fmt_ns(ns):
     return f"{ns:.1f} ns"
 
 
-FLOOR = "chain_floor_"
-# The chain_floor groups' models, in the order the floor table lists them.
-FLOOR_MODELS = ["anchor", "inline_locked", "intrusive_locked", "intrusive_unlocked", "vec_unlocked", "vec_locked",
-                "intrusive_spin", "inline_spin", "inline_unlocked", "local_erased", "local_deferred", "ours"]
-
-
 def load(baseline="new"):
-    """`{group: {side: {median, elems, param}}}` of one baseline, every side
-    (`ours`, `anchor`, and the chain_floor models)."""
+    """`{group: {side: {median, elems, param, samples}}}` of one baseline;
+    `samples` are the per-iteration times of criterion's samples."""
     groups = {}
     for dirpath, _dirs, files in os.walk(CRITERION):
         if os.path.basename(dirpath) != baseline or "estimates.json" not in files:
@@ -89,6 +96,11 @@ def load(baseline="new"):
             meta = json.load(f)
         with open(os.path.join(dirpath, "estimates.json")) as f:
             est = json.load(f)
+        samples = []
+        if "sample.json" in files:
+            with open(os.path.join(dirpath, "sample.json")) as f:
+                sample = json.load(f)
+            samples = [t / i for t, i in zip(sample["times"], sample["iters"]) if i]
         side = meta["function_id"]
         tp = meta.get("throughput") or {}
         elems = tp.get("Elements")
@@ -96,6 +108,7 @@ def load(baseline="new"):
             "median": est["median"]["point_estimate"],
             "elems": elems,
             "param": meta.get("value_str"),
+            "samples": samples,
         }
     return groups
 
@@ -118,6 +131,9 @@ def merge(runs):
         for side in ("ours", "anchor"):
             g[side] = dict(sides[0][side])
             g[side]["median"] = median([s[side]["median"] for s in sides])
+            # The slowest sample against the median sample, per run.
+            g[side]["slowest"] = [max(s[side]["samples"]) / median(s[side]["samples"])
+                                  for s in sides if s[side]["samples"]]
         g["ratios"] = [
             (s["ours"]["median"] / (s["ours"]["elems"] or 1))
             / (s["anchor"]["median"] / (s["anchor"]["elems"] or 1))
@@ -150,6 +166,8 @@ def row(name, g, tw_ns):
             ok = (ok is not False) and t / on >= extra[1]
     if extra and extra[0] == "max_ns_per_elem":
         ok = (ok is not False) and on <= extra[1]
+    if extra and extra[0] == "max_slowest_sample" and o["slowest"]:
+        ok = (ok is not False) and max(o["slowest"]) <= extra[1]
     spread = ""
     if len(g["ratios"]) > 1:
         spread = f" ({min(g['ratios']):.2f}–{max(g['ratios']):.2f})"
@@ -170,14 +188,14 @@ def main():
     rows = {}
     for name in sorted(groups, key=lambda g: list(TARGETS).index(g) if g in TARGETS else 99):
         g = groups[name]
-        if "ours" not in g or "anchor" not in g or name.startswith(FLOOR):
+        if "ours" not in g or "anchor" not in g:
             continue
         rows[name] = row(name, g, tw_ns)
     for name, (cells, ok) in rows.items():
         res = "—" if ok is None else ("pass" if ok else "**MISS**")
         # A miss of `Deferred` on a row that has a `_local` twin (the same
-        # workload on the `!Send` flavour, the issue's remedy for such a
-        # miss) says where the target is met, if the twin passes.
+        # workload on the `!Send` flavour, which is there for such chains)
+        # says where the target is met, if the twin passes.
         local = name + "_local"
         if ok is False and local in rows and rows[local][1]:
             res += f" (`Deferred`; met by `LocalDeferred`: {local})"
@@ -196,34 +214,87 @@ def main():
         )
     print()
     print(f"Runs: {', '.join(baselines)}; ratio = median over the runs (min–max).")
-    floor_table(runs)
+    slowest_table(groups)
     if twisted:
         print()
         print(f"Twisted {twisted['twisted']} on CPython {twisted['python']} (`benches/twisted_bench.py`).")
 
 
-def floor_table(runs):
-    """The chain_floor groups (`cargo bench --bench chain_floor`): each
-    model's median over the runs, and its ratio to the same run's anchor
-    (median over the runs, min-max)."""
-    names = sorted({g for r in runs for g in r if g.startswith(FLOOR)}, key=lambda g: int(g[len(FLOOR):]))
+def slowest_table(groups):
+    """For the groups with a slowest-sample target: each side's slowest
+    sample against its median sample (the worst run's, and the median over
+    the runs)."""
+    names = [n for n, t in TARGETS.items() if t[1] and t[1][0] == "max_slowest_sample" and n in groups]
     if not names:
         return
     print()
-    print("| chain length | model | median | per callback | x anchor (same run) |")
-    print("|---|---|---|---|---|")
+    print("| group | ours: slowest / median sample | anchor: slowest / median sample |")
+    print("|---|---|---|")
     for name in names:
-        n = int(name[len(FLOOR):])
-        sides = [r[name] for r in runs if name in r and "anchor" in r[name]]
-        for model in FLOOR_MODELS:
-            meds = [s[model]["median"] for s in sides if model in s]
-            if not meds:
-                continue
-            ratios = [s[model]["median"] / s["anchor"]["median"] for s in sides if model in s]
-            spread = f" ({min(ratios):.2f}–{max(ratios):.2f})" if len(ratios) > 1 else ""
-            m = median(meds)
-            print(f"| {n} | {model} | {fmt_ns(m)} | {fmt_ns(m / n)} | {median(ratios):.2f}x{spread} |")
+        cells = []
+        for side in ("ours", "anchor"):
+            xs = groups[name][side]["slowest"]
+            cells.append(f"{max(xs):.2f}x (median over runs {median(xs):.2f}x)" if xs else "—")
+        print(f"| {name} | {cells[0]} | {cells[1]} |")
+
+
+def per_elem(side):
+    return side["median"] / (side["elems"] or 1)
+
+
+def compare(a_names, b_names, aliases):
+    """Before (A) and after (B), from baselines measured alternately."""
+    a_runs = [load(b) for b in a_names]
+    b_runs = [load(b) for b in b_names]
+    a_all = set().union(*a_runs)
+    b_all = set().union(*b_runs)
+    print("| group | ours A | ours B | B / A (min–max) | ratio to anchor A | ratio to anchor B | ≤ 1.25x |")
+    print("|---|---|---|---|---|---|---|")
+    for name in sorted(b_all, key=lambda g: list(TARGETS).index(g) if g in TARGETS else 99):
+        a_name = aliases[name] if aliases.get(name) in a_all else name
+        if a_name not in a_all:
+            continue
+        # Same-round pairs: round i of A against round i of B.
+        pairs = [(a[a_name], b[name]) for a, b in zip(a_runs, b_runs)
+                 if {"ours", "anchor"} <= a.get(a_name, {}).keys() and {"ours", "anchor"} <= b.get(name, {}).keys()]
+        if not pairs:
+            continue
+        slow = [per_elem(b["ours"]) / per_elem(a["ours"]) for a, b in pairs]
+        ra = median([per_elem(a["ours"]) / per_elem(a["anchor"]) for a, _ in pairs])
+        rb = median([per_elem(b["ours"]) / per_elem(b["anchor"]) for _, b in pairs])
+        oa = median([per_elem(a["ours"]) for a, _ in pairs])
+        ob = median([per_elem(b["ours"]) for _, b in pairs])
+        label = name if a_name == name else f"{name} (A: {a_name})"
+        verdict = "yes" if median(slow) <= 1.25 else "**no**"
+        print(f"| {label} | {fmt_ns(oa)} | {fmt_ns(ob)} | {median(slow):.2f}x ({min(slow):.2f}–{max(slow):.2f}) "
+              f"| {ra:.2f}x | {rb:.2f}x | {verdict} |")
+    print()
+    print(f"A: {', '.join(a_names)}; B: {', '.join(b_names)}; per element where the group has a throughput; "
+          "medians over the rounds.")
+    used = {aliases[n] for n in b_all if aliases.get(n) in a_all}
+    only_a = sorted(a_all - b_all - used)
+    only_b = sorted(b_all - a_all)
+    if only_a:
+        print(f"Only in A: {', '.join(only_a)}.")
+    if only_b:
+        print(f"Only in B: {', '.join(only_b)}.")
+
+
+def main_compare(args):
+    a_names, b_names = args[0].split(","), args[1].split(",")
+    aliases = {}
+    rest = args[2:]
+    while rest:
+        if rest[0] != "--alias" or len(rest) < 2 or "=" not in rest[1]:
+            sys.exit("usage: report.py --compare A1,A2,.. B1,B2,.. [--alias B_GROUP=A_GROUP ...]")
+        b_group, a_group = rest[1].split("=", 1)
+        aliases[b_group] = a_group
+        rest = rest[2:]
+    compare(a_names, b_names, aliases)
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--compare"] and len(sys.argv) >= 4:
+        main_compare(sys.argv[2:])
+    else:
+        main()

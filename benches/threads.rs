@@ -1,6 +1,6 @@
-//! `defer_to_thread` round trip against `spawn_blocking` (issue 6, target
-//! ≤ 1.1x): on the 2-worker runtime, one call awaited at a time, looped
-//! inside one spawned task with `iter_custom` (as `fire_across_tasks`).
+//! `defer_to_thread` round trip against `spawn_blocking`: on the 2-worker
+//! runtime, one call awaited at a time, looped inside one spawned task with
+//! `iter_custom` (as `fire_across_tasks`).
 
 // `criterion_group!` generates an undocumented `pub fn`.
 #![allow(missing_docs)]

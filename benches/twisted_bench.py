@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Times the core chain workloads of benches/core.rs in Twisted on CPython.
 
-Optional: run it to fill the Twisted column of BENCHMARKS.md. It creates a
-venv under target/twisted-venv (once), pip-installs twisted==26.10.0 into it
-if missing, re-runs itself there, prints ns/op per workload and writes
-target/twisted.json, which benches/report.py reads.
+Optional: run it to fill the Twisted column of BENCHMARKS.md. It uses the
+conformance runner's venv, target/conform-venv (created if missing),
+pip-installs twisted==26.10.0 into it if needed, re-runs itself there,
+prints ns/op per workload and writes target/twisted.json, which
+benches/report.py reads.
 
     python3 benches/twisted_bench.py
 """
@@ -17,7 +18,9 @@ import time
 
 TWISTED = "26.10.0"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VENV = os.path.join(ROOT, "target", "twisted-venv")
+# The conformance runner's venv (conformance/run.py), shared by every
+# Twisted measurement.
+VENV = os.path.join(ROOT, "target", "conform-venv")
 OUT = os.path.join(ROOT, "target", "twisted.json")
 
 

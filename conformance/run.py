@@ -5,7 +5,7 @@ Generates N random scripts of the op language from a seed, runs them through
 the Twisted interpreter (conformance/twisted_interp.py, in a venv it creates
 under target/) and the Rust interpreter (tests/conformance.rs, one cargo test
 process for the whole batch), diffs the traces, and shrinks every failing
-script by dropping ops. See DESIGN-conformance.md and DIFFERENCES.md.
+script by dropping ops. See CONTRIBUTING.md and DIFFERENCES.md.
 
     python3 conformance/run.py                 # 500 scripts, seed 1
     python3 conformance/run.py --n 5000 --seed 7

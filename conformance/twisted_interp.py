@@ -1,6 +1,6 @@
 """Interpreter of the conformance op language over Twisted's Deferred.
 
-Reads scripts (see DESIGN-conformance.md for the language) from the file
+Reads scripts (CONTRIBUTING.md describes the language) from the file
 named on the command line and prints one trace per script on stdout, in the
 same text format as the Rust interpreter (tests/conformance/interp.rs).
 """

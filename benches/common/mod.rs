@@ -5,9 +5,9 @@
 //! `benches/report.py` pairs `<group>/ours` with `<group>/anchor` from
 //! `target/criterion` and prints the tables of `BENCHMARKS.md`.
 //!
-//! To add a row (gather, locks, queue, defer_later, defer_to_thread): add
-//! `benches/<area>.rs` with `mod common;`, a `[[bench]]` entry with
-//! `harness = false` in `Cargo.toml`, and groups named as below.
+//! To add a row: add `benches/<area>.rs` with `mod common;`, a `[[bench]]`
+//! entry with `harness = false` in `Cargo.toml`, groups named as below, and
+//! the group's target in `TARGETS` of `benches/report.py`.
 
 #![allow(dead_code)]
 
@@ -58,7 +58,7 @@ pub fn multi_thread() -> tokio::runtime::Runtime {
 
 /// A chain of `depth` nested Deferreds (each level's callback returns the
 /// level below), unfired; the innermost Resolver fires it. The chain of the
-/// nested rows (`core`), the allocation table (`alloc`) and `nested_layout`.
+/// nested rows (`core`) and of the allocation table (`alloc`).
 pub fn nested(depth: u64) -> (Deferred<u64>, Resolver<u64>) {
     let (innermost, r) = Deferred::<u64>::new();
     let mut d = innermost;
@@ -70,7 +70,7 @@ pub fn nested(depth: u64) -> (Deferred<u64>, Resolver<u64>) {
 }
 
 /// The chain rows' workload: `new` + `n` x `add_callback` + fire + take
-/// the result (`core`'s chain groups, `instructions`' chain workloads).
+/// the result (`core`'s chain groups).
 /// Inlined into the measured loop, as the code it replaced was.
 #[inline(always)]
 pub fn callback_chain(n: u64) -> u64 {
@@ -116,39 +116,10 @@ pub fn boxed_closures(n: u64) -> u64 {
     v
 }
 
-/// How a nested row's chain gets its memory: what the previous chain's
-/// fire freed, as the allocator hands it back, or that memory made into
-/// free runs first ([`settle_heap`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Heap {
-    /// Built from the heap as the previous round left it (glibc gives the
-    /// blocks back last-in first-out, so every other chain is laid out
-    /// backwards).
-    Reused,
-    /// Built after [`settle_heap`], laid out as in a fresh heap.
-    Settled,
-}
-
-/// Makes glibc merge the small blocks freed since its last large request:
-/// a 4 KiB request is a large-bin size, and glibc serves one only after
-/// consolidating its fast bins (the last-in first-out lists of freed
-/// blocks up to 128 bytes) into free runs, which the next small requests
-/// then split in address order. So a chain built right after is laid out
-/// in the order it is built, as in a fresh heap, whatever order the
-/// previous chain's fire freed its levels in (BENCHMARKS.md, round 15).
-/// One allocation and free, untimed; harmless on any other allocator.
-pub fn settle_heap() {
-    drop(black_box(Vec::<u8>::with_capacity(4096)));
-}
-
-/// The nested rows' workload: builds a chain of `depth` levels (after
-/// [`settle_heap`] if `heap` says so), fires it from the innermost and
-/// takes the result at the top (timed), then drops it. `core`'s
-/// `nested_chain_fire*` groups and `nested_layout`.
-pub fn time_nested_fire(depth: u64, heap: Heap) -> Duration {
-    if heap == Heap::Settled {
-        settle_heap();
-    }
+/// The nested rows' workload: builds a chain of `depth` levels (not
+/// timed), fires it from the innermost and takes the result at the top
+/// (timed), then drops it (not timed). `core`'s `nested_chain_fire`.
+pub fn time_nested_fire(depth: u64) -> Duration {
     let (d, r) = nested(depth);
     let start = Instant::now();
     r.callback(black_box(41)).unwrap();

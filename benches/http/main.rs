@@ -1,0 +1,423 @@
+//! The HTTP benchmark's servers and its load generator, in one binary
+//! (`scripts/http_bench.sh` builds it with `cargo build --release --example
+//! http_bench` and runs every server under the same load).
+//!
+//! ```text
+//! http_bench serve deferred DELAY_MS   # examples/delayed_resource.rs: defer_later + a callback
+//! http_bench serve tokio DELAY_MS      # the same hyper server with tokio::time::sleep
+//! http_bench load ADDR CONNECTIONS SECONDS [--warmup S] [--pid PID] [--label L] [--threads N] [--json FILE]
+//! ```
+//!
+//! A server prints `listening on http://ADDR/` once it accepts, then serves
+//! `GET /` with Twisted Web's "Sorry to keep you waiting." page after the
+//! delay, on a current-thread runtime (one thread, as Twisted's reactor).
+//! The Twisted server is `benches/http/delayed_resource.py`.
+//!
+//! The load generator is closed-loop (on a multi-thread runtime with one
+//! worker per core unless `--threads` says otherwise): it opens CONNECTIONS keep-alive
+//! HTTP/1.1 connections (hyper's client), and each sends `GET /`, reads
+//! the whole response, checks it, and sends the next, for `--warmup`
+//! seconds (not counted) and then SECONDS seconds (counted). It prints one
+//! Markdown row: requests/s, the latency percentiles of the counted
+//! requests, errors, and, with `--pid`, the server's peak RSS (`VmHWM`) and
+//! CPU use in the counted seconds (100 % = one core busy: below that, the
+//! server was not the bottleneck), and on stderr its RSS (`VmRSS`) sampled
+//! every second from the start of the warm-up. `--json FILE` appends the
+//! same as one JSON object per line (what `scripts/http_bench.sh` reads).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+
+#[allow(dead_code)]
+#[path = "../../examples/delayed_resource.rs"]
+mod delayed_resource;
+
+use delayed_resource::{DelayedResource, PAGE};
+
+const USAGE: &str = "usage: http_bench serve deferred|tokio DELAY_MS\n       \
+    http_bench load ADDR CONNECTIONS SECONDS [--warmup S] [--pid PID] [--label L] [--threads N] [--json FILE]";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = match args.as_slice() {
+        ["serve", kind, delay_ms] => serve(kind, delay_ms),
+        ["load", addr, connections, seconds, options @ ..] => {
+            load(addr, connections, seconds, options)
+        }
+        _ => Err(USAGE.to_owned()),
+    };
+    if let Err(message) = result {
+        eprintln!("{message}");
+        std::process::exit(2);
+    }
+}
+
+fn parse<T: std::str::FromStr>(what: &str, value: &str) -> Result<T, String> {
+    value
+        .parse()
+        .map_err(|_| format!("{what}: cannot parse {value:?}\n{USAGE}"))
+}
+
+fn serve(kind: &str, delay_ms: &str) -> Result<(), String> {
+    let delay = Duration::from_millis(parse("DELAY_MS", delay_ms)?);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let addr = match kind {
+            "deferred" => delayed_resource::start_server(DelayedResource::new(delay)).await,
+            "tokio" => start_sleep_server(delay).await,
+            _ => return Err(USAGE.to_owned()),
+        }
+        .map_err(|e| format!("cannot listen: {e}"))?;
+        println!("listening on http://{addr}/");
+        std::future::pending::<()>().await;
+        Ok(())
+    })
+}
+
+/// The plain-Tokio server: `examples/delayed_resource.rs`'s hyper set-up,
+/// with the Deferred chain replaced by `tokio::time::sleep` (the response
+/// future is dropped, and the sleep with it, when the client hangs up).
+async fn start_sleep_server(delay: Duration) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = service_fn(move |request: Request<Incoming>| async move {
+                let page = match *request.method() {
+                    Method::GET => {
+                        tokio::time::sleep(delay).await;
+                        Response::new(Full::new(Bytes::from_static(PAGE.as_bytes())))
+                    }
+                    _ => {
+                        let mut response =
+                            Response::new(Full::new(Bytes::from_static(b"Method Not Allowed")));
+                        *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+                        response
+                    }
+                };
+                Ok::<_, Infallible>(page)
+            });
+            tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+        }
+    });
+    Ok(addr)
+}
+
+/// What one connection's loop measured.
+#[derive(Default)]
+struct Tally {
+    /// Latencies of the counted requests, in microseconds.
+    latencies_us: Vec<u32>,
+    /// Requests that failed or got a wrong answer (warm-up included).
+    errors: u64,
+}
+
+/// Options of `load`.
+struct LoadOptions {
+    threads: usize,
+    json: Option<String>,
+    warmup: Duration,
+    pid: Option<u32>,
+    label: String,
+}
+
+fn load_options(options: &[&str]) -> Result<LoadOptions, String> {
+    let mut out = LoadOptions {
+        threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        json: None,
+        warmup: Duration::from_secs(2),
+        pid: None,
+        label: "server".to_owned(),
+    };
+    let mut it = options.iter();
+    while let Some(option) = it.next() {
+        let value = it.next().ok_or_else(|| USAGE.to_owned())?;
+        match *option {
+            "--warmup" => out.warmup = Duration::from_secs_f64(parse("--warmup", value)?),
+            "--pid" => out.pid = Some(parse("--pid", value)?),
+            "--threads" => out.threads = parse("--threads", value)?,
+            "--json" => out.json = Some((*value).to_owned()),
+            "--label" => out.label = (*value).to_owned(),
+            _ => return Err(USAGE.to_owned()),
+        }
+    }
+    Ok(out)
+}
+
+fn load(addr: &str, connections: &str, seconds: &str, options: &[&str]) -> Result<(), String> {
+    let addr: SocketAddr = parse("ADDR", addr)?;
+    let connections: usize = parse("CONNECTIONS", connections)?;
+    let measured = Duration::from_secs_f64(parse("SECONDS", seconds)?);
+    let options = load_options(options)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(options.threads)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async move {
+        // Connect everyone first (64 at a time: a listen backlog may be
+        // small), then start every loop at the same instant.
+        let mut streams = Vec::with_capacity(connections);
+        for chunk in (0..connections).collect::<Vec<_>>().chunks(64) {
+            let batch = futures::future::join_all(chunk.iter().map(|_| connect(addr))).await;
+            for stream in batch {
+                streams.push(stream?);
+            }
+        }
+        let start = Instant::now();
+        let counted_from = start + options.warmup;
+        let until = counted_from + measured;
+        let rss = options
+            .pid
+            .map(|pid| tokio::spawn(sample_rss(pid, start, counted_from, until)));
+        let tasks: Vec<_> = streams
+            .into_iter()
+            .map(|stream| tokio::spawn(client_loop(addr, stream, counted_from, until)))
+            .collect();
+        let mut latencies = Vec::new();
+        let mut errors = 0;
+        for task in tasks {
+            let tally = task.await.map_err(|e| e.to_string())?;
+            latencies.extend(tally.latencies_us);
+            errors += tally.errors;
+        }
+        latencies.sort_unstable();
+        let rss = match rss {
+            Some(task) => Some(task.await.map_err(|e| e.to_string())?),
+            None => None,
+        };
+        report(&options, connections, measured, &latencies, errors, rss)
+    })
+}
+
+async fn connect(addr: SocketAddr) -> Result<TcpStream, String> {
+    let mut tries = 0;
+    loop {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => {
+                stream.set_nodelay(true).map_err(|e| e.to_string())?;
+                return Ok(stream);
+            }
+            Err(e) if tries < 50 => {
+                tries += 1;
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(format!("cannot connect to {addr}: {e}")),
+        }
+    }
+}
+
+/// One connection's closed loop: request, whole response, next request.
+/// A failed connection is opened again (its error counted).
+async fn client_loop(
+    addr: SocketAddr,
+    stream: TcpStream,
+    counted_from: Instant,
+    until: Instant,
+) -> Tally {
+    let mut tally = Tally::default();
+    let mut stream = Some(stream);
+    while Instant::now() < until {
+        let io = match stream.take() {
+            Some(stream) => stream,
+            None => match connect(addr).await {
+                Ok(stream) => stream,
+                Err(_) => {
+                    tally.errors += 1;
+                    return tally;
+                }
+            },
+        };
+        let Ok((mut sender, connection)) =
+            hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(io)).await
+        else {
+            tally.errors += 1;
+            continue;
+        };
+        let driver = tokio::spawn(connection);
+        loop {
+            let now = Instant::now();
+            if now >= until {
+                break;
+            }
+            let request = Request::get("/")
+                .header(hyper::header::HOST, addr.to_string())
+                .body(Empty::new())
+                .expect("a valid request");
+            match one_request(&mut sender, request).await {
+                Ok(()) => {
+                    let done = Instant::now();
+                    if now >= counted_from && done <= until {
+                        let us = (done - now).as_micros();
+                        tally
+                            .latencies_us
+                            .push(u32::try_from(us).unwrap_or(u32::MAX));
+                    }
+                }
+                Err(()) => {
+                    tally.errors += 1;
+                    break;
+                }
+            }
+        }
+        driver.abort();
+    }
+    tally
+}
+
+async fn one_request(
+    sender: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+    request: Request<Empty<Bytes>>,
+) -> Result<(), ()> {
+    let response = sender.send_request(request).await.map_err(drop)?;
+    let ok = response.status() == StatusCode::OK;
+    let body = response.into_body().collect().await.map_err(drop)?;
+    if ok && body.to_bytes() == PAGE.as_bytes() {
+        Ok(())
+    } else {
+        Err(())
+    }
+}
+
+/// The server's RSS and CPU time over the run.
+struct Rss {
+    /// `VmRSS` in KiB, one sample per second from the start of the warm-up.
+    samples_kib: Vec<u64>,
+    /// `VmHWM` in KiB at the end.
+    peak_kib: u64,
+    /// The server's CPU time (user + system) in the counted seconds, as a
+    /// share of one core.
+    cpu: f64,
+}
+
+fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// User + system CPU time of a process, in clock ticks (`/proc/PID/stat`).
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name (which may hold spaces): utime and
+    // stime are the 12th and 13th of them.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+async fn sample_rss(pid: u32, start: Instant, counted_from: Instant, until: Instant) -> Rss {
+    let mut samples_kib = Vec::new();
+    let mut next = start;
+    let mut cpu_from = None;
+    while next <= until {
+        tokio::time::sleep_until(next).await;
+        samples_kib.extend(proc_status_kib(pid, "VmRSS:"));
+        if next >= counted_from && cpu_from.is_none() {
+            cpu_from = Some((cpu_ticks(pid), Instant::now()));
+        }
+        next += Duration::from_secs(1);
+    }
+    let cpu = match (cpu_from, cpu_ticks(pid)) {
+        (Some((Some(from), at)), Some(to)) => {
+            // Linux reports CPU times in USER_HZ ticks, 100 per second.
+            (to - from) as f64 / 100.0 / at.elapsed().as_secs_f64()
+        }
+        _ => f64::NAN,
+    };
+    let peak_kib = proc_status_kib(pid, "VmHWM:").unwrap_or(0);
+    Rss {
+        samples_kib,
+        peak_kib,
+        cpu,
+    }
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    f64::from(sorted[i]) / 1000.0
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn report(
+    options: &LoadOptions,
+    connections: usize,
+    measured: Duration,
+    latencies: &[u32],
+    errors: u64,
+    rss: Option<Rss>,
+) -> Result<(), String> {
+    let label = &options.label;
+    let rate = latencies.len() as f64 / measured.as_secs_f64();
+    let (p50, p99, max) = (
+        percentile(latencies, 0.50),
+        percentile(latencies, 0.99),
+        percentile(latencies, 1.0),
+    );
+    let (peak, cpu) = rss.as_ref().map_or(("—".to_owned(), "—".to_owned()), |r| {
+        (
+            format!("{:.1} MiB", mib(r.peak_kib)),
+            format!("{:.0} %", r.cpu * 100.0),
+        )
+    });
+    println!(
+        "| {label} | {connections} | {rate:.0} | {p50:.2} ms | {p99:.2} ms | {max:.2} ms | {errors} | {peak} | {cpu} |"
+    );
+    let series: Vec<String> = rss
+        .as_ref()
+        .map(|r| r.samples_kib.iter().map(u64::to_string).collect())
+        .unwrap_or_default();
+    if let Some(r) = &rss {
+        let mibs: Vec<String> = r
+            .samples_kib
+            .iter()
+            .map(|&k| format!("{:.1}", mib(k)))
+            .collect();
+        eprintln!(
+            "{label} {connections}: RSS MiB per second: {}",
+            mibs.join(" ")
+        );
+    }
+    if let Some(path) = &options.json {
+        use std::io::Write;
+        let (peak_kib, cpu) = rss.as_ref().map_or((0, f64::NAN), |r| (r.peak_kib, r.cpu));
+        let line = format!(
+            "{{\"label\": {label:?}, \"connections\": {connections}, \"rps\": {rate:.1}, \
+             \"p50_ms\": {p50:.3}, \"p99_ms\": {p99:.3}, \"max_ms\": {max:.3}, \"errors\": {errors}, \
+             \"peak_kib\": {peak_kib}, \"cpu\": {}, \"rss_kib\": [{}]}}\n",
+            if cpu.is_finite() {
+                format!("{cpu:.3}")
+            } else {
+                "null".to_owned()
+            },
+            series.join(", ")
+        );
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(line.as_bytes()))
+            .map_err(|e| format!("cannot write {path}: {e}"))?;
+    }
+    Ok(())
+}

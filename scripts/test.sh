@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Every test, Rust and Python: the README's test command (and a step of
+# .ci/run).
+#
+#   1. cargo test --workspace (unit, integration, doc and UI tests, and the
+#      golden conformance traces);
+#   2. differential conformance against Twisted 26.10: 500 random scripts
+#      over Deferred, then 500 over LocalDeferred (conformance/run.py; the
+#      first run creates target/conform-venv and pip-installs Twisted, so it
+#      needs python3 with venv and network access once);
+#   3. the Twisted bridge's Python tests, scripts/test-twisted.sh, when that
+#      script is there.
+#
+# CONFORMANCE_SEED (default 1) picks the conformance scripts.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== cargo test --workspace"
+cargo test --workspace
+
+echo "== differential conformance against Twisted 26.10 (500 scripts)"
+python3 conformance/run.py --n 500 --seed "${CONFORMANCE_SEED:-1}"
+
+echo "== the same over LocalDeferred (500 scripts of its ops)"
+python3 conformance/run.py --local --n 500 --seed "${CONFORMANCE_SEED:-1}"
+
+if [ -x scripts/test-twisted.sh ]; then
+  echo "== the Twisted bridge's Python tests (scripts/test-twisted.sh)"
+  scripts/test-twisted.sh
+fi
