@@ -96,13 +96,73 @@ impl CancelledError {
 /// Every [`Resolver`](crate::Resolver) of a Deferred was dropped before it
 /// fired, so it never can: the Deferred fails with this error instead of
 /// leaving an `.await` hanging.
+///
+/// The message says where the Deferred (and its first Resolver) was made
+/// and, when the Resolver belonged to this library (a [`defer_later`]
+/// timer whose runtime shut down, a [`DeferredQueue`] dropped with a `get`
+/// waiting, ...), which function made it: [`owner`](Self::owner).
+///
+/// This failure is never reported as an unhandled error: a Deferred that
+/// never fired is collected silently, as in Twisted. Only a consumer that
+/// awaits it (or an errback) sees it.
+///
+/// [`defer_later`]: crate::defer_later
+/// [`DeferredQueue`]: crate::DeferredQueue
+///
+/// ```
+/// use tokio_deferred::{Deferred, ResolverDroppedError};
+///
+/// let (d, resolver) = Deferred::<u8>::new();
+/// drop(resolver);
+/// let failure = d.try_take().unwrap().unwrap_err();
+/// let e = failure.downcast_ref::<ResolverDroppedError>().unwrap();
+/// assert!(e.created().contains(file!()));
+/// assert_eq!(e.owner(), None); // a Resolver of the program's own
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "every Resolver of the Deferred created at {created} was dropped before it fired; \
-     keep a Resolver until you call callback() or errback()"
-)]
+#[error("{}", ResolverDroppedError::message(.created, *.owner))]
 pub struct ResolverDroppedError {
-    pub(crate) created: String,
+    created: String,
+    owner: Option<&'static str>,
+}
+
+impl ResolverDroppedError {
+    pub(crate) fn new(
+        created: &'static std::panic::Location<'static>,
+        owner: Option<&'static str>,
+    ) -> Self {
+        ResolverDroppedError {
+            created: created.to_string(),
+            owner,
+        }
+    }
+
+    /// Where the Deferred and its first Resolver were made (`file:line:column`;
+    /// for a library function, where the program called it).
+    pub fn created(&self) -> &str {
+        &self.created
+    }
+
+    /// The library function that made and held the Resolver (for example
+    /// `"tokio_deferred::defer_later"`), or `None` for a Resolver the program
+    /// made itself ([`Deferred::new`](crate::Deferred::new)).
+    pub fn owner(&self) -> Option<&'static str> {
+        self.owner
+    }
+
+    fn message(created: &str, owner: Option<&'static str>) -> String {
+        match owner {
+            None => format!(
+                "the Deferred created at {created} never fired: every Resolver of it was \
+                 dropped first; keep a Resolver until you call callback() or errback()"
+            ),
+            Some(owner) => format!(
+                "the Deferred made by {owner} at {created} never fired: {owner} dropped its \
+                 Resolver (its runtime shut down, or what was to fire it was dropped); keep \
+                 the runtime and the object it came from alive until it fires, or cancel it"
+            ),
+        }
+    }
 }
 
 /// A future given to [`ensure_deferred`](crate::ensure_deferred) or

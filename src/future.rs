@@ -46,6 +46,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 
+use crate::deferred::resolver::OwnedResolver;
 use crate::deferred::runner::{Core, cancel_core};
 use crate::deferred::state::{Canceller, CooperativeCancel};
 use crate::error::NoRuntimeError;
@@ -252,6 +253,8 @@ where
     let (d, resolver) = Deferred::with_raw_canceller(Canceller::Cooperative(driver.clone()), at);
     match tokio::runtime::Handle::try_current() {
         Ok(handle) => {
+            // Dropped unfired when the runtime shuts down under the task.
+            let resolver = OwnedResolver::new(resolver, "tokio_deferred::ensure_deferred");
             let task = handle.spawn(async move {
                 let out = driven.await;
                 let _ = resolver.inner.fire(flatten(out), |r| r, at);

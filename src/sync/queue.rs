@@ -195,6 +195,16 @@ impl<T: Send + 'static> DeferredQueue<T> {
     }
 }
 
+impl<T: Send + 'static> Drop for QueueInner<T> {
+    /// The last handle went with `get`s waiting: they never fire.
+    fn drop(&mut self) {
+        let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        for (_, resolver) in std::mem::take(&mut st.waiting) {
+            resolver.release_as("tokio_deferred::DeferredQueue::get");
+        }
+    }
+}
+
 impl<T: Send + 'static> Clone for DeferredQueue<T> {
     fn clone(&self) -> Self {
         DeferredQueue {

@@ -18,6 +18,7 @@ use std::time::Duration;
 use crate::deferred::IntoOutcome;
 use crate::error::{CancelledError, RuntimeRequiredError};
 use crate::time::clock::{Clock, DelayedCall};
+use crate::deferred::resolver::OwnedResolver;
 use crate::{Deferred, Resolver, fail};
 
 mod driver;
@@ -105,6 +106,7 @@ where
         }
     });
     let d = d.add_callback(move |()| f());
+    let resolver = OwnedResolver::new(resolver, "tokio_deferred::defer_later_with_clock");
     let call = clock.call_later(delay, move || {
         let _ = resolver.callback(());
     });

@@ -37,7 +37,8 @@ use std::time::Duration;
 use crate::deferred::IntoOutcome;
 use crate::error::LoopingCallError;
 use crate::time::clock::{Clock, DelayedCall, TokioClock};
-use crate::{Deferred, Failure, Resolver, maybe_deferred};
+use crate::deferred::resolver::OwnedResolver;
+use crate::{Deferred, Failure, maybe_deferred};
 
 type LoopFn = Box<dyn FnMut(u64) -> Deferred<()> + Send + 'static>;
 
@@ -54,7 +55,7 @@ struct LoopState {
     /// The pending timer for the next run, if any.
     call: Option<DelayedCall>,
     /// Fires the Deferred returned by `start`.
-    resolver: Option<Resolver<LoopingCall>>,
+    resolver: Option<OwnedResolver<LoopingCall>>,
     /// For `with_count`: when the function last ran.
     last_time: Option<Duration>,
     with_count: bool,
@@ -174,7 +175,7 @@ impl LoopingCall {
                 return Err(LoopingCallError::AlreadyRunning);
             }
             st.running = true;
-            st.resolver = Some(resolver);
+            st.resolver = Some(OwnedResolver::new(resolver, "tokio_deferred::LoopingCall::start"));
             st.start_time = st.clock.now();
             st.interval = interval;
             st.run_at_start = now;
