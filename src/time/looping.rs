@@ -291,13 +291,16 @@ impl LoopingCall {
     }
 
     /// Which interval `t` falls in (Twisted's `_intervalOf`), in nanoseconds
-    /// arithmetic so boundaries are exact.
+    /// arithmetic so boundaries are exact. Like Twisted's `int(elapsed /
+    /// interval)`, it truncates toward zero: a time less than one interval
+    /// before the start is in interval 0, not -1.
     fn interval_of(t: i128, start: i128, interval: i128) -> i128 {
-        (t - start).div_euclid(interval)
+        (t - start) / interval
     }
 
     /// One run (Twisted's `__call__`).
     fn run_once(&self) {
+        // What to call the function with; `None`: skip this run.
         let count = {
             let mut st = lock(&self.inner.state);
             st.call = None;
@@ -316,23 +319,30 @@ impl LoopingCall {
                     };
                     let count = Self::interval_of(now.as_nanos() as i128, start, interval)
                         - Self::interval_of(last, start, interval);
-                    st.last_time = Some(now);
-                    Some(count.max(1) as u64)
+                    if count > 0 {
+                        st.last_time = Some(now);
+                        Some(count as u64)
+                    } else {
+                        // No whole interval went by: as in Twisted, the
+                        // function is not called this time.
+                        None
+                    }
                 }
             } else {
-                None
+                // A plain loop's function ignores the count.
+                Some(1)
             }
         };
-        let func = lock(&self.inner.func).take();
-        let d = match func {
-            Some(mut func) => {
-                let d = maybe_deferred(|| func(count.unwrap_or(1)));
+        let func = count.and_then(|_| lock(&self.inner.func).take());
+        let d = match (func, count) {
+            (Some(mut func), Some(count)) => {
+                let d = maybe_deferred(|| func(count));
                 *lock(&self.inner.func) = Some(func);
                 d
             }
-            // Only reachable if the function restarts its own loop from
-            // inside itself; that nested run is skipped.
-            None => crate::succeed(()),
+            // Skipped, or the function restarts its own loop from inside
+            // itself (that nested run is skipped).
+            _ => crate::succeed(()),
         };
         let on_ok = self.clone();
         let on_err = self.clone();
