@@ -102,6 +102,7 @@ use std::task::{Context, Poll};
 use crate::error::AlreadyCalledError;
 use crate::failure::Failure;
 
+mod canceller_from;
 mod chain;
 
 use chain::{Inner, Link, Probe, Res, SourceOf, Typed, new_inner};
