@@ -23,6 +23,7 @@
 
 mod canceller_from;
 pub(crate) mod debug;
+mod fused;
 pub(crate) mod functions;
 pub(crate) mod inline;
 pub(crate) mod link;

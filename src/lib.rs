@@ -129,6 +129,7 @@ pub use local::{LocalCancelHandle, LocalDeferred, LocalResolver};
 pub use sync::fslock::DeferredFilesystemLock;
 pub use sync::lock::{DeferredLock, DeferredLockGuard};
 pub use sync::queue::DeferredQueue;
+pub use sync::queue::stream::QueueStream;
 pub use sync::semaphore::{DeferredSemaphore, DeferredSemaphoreGuard};
 pub use time::clock::{Clock, DelayedCall, ManualClock, TokioClock};
 pub use time::later::{defer_later, defer_later_with_clock};
