@@ -492,3 +492,53 @@ pub struct CalledFromRuntimeError {}
     "the Tokio runtime shut down before the call finished; keep the runtime alive while calling into it"
 )]
 pub struct RuntimeShutdownError {}
+
+// ---------------------------------------------------------------------------
+// Cooperator (Twisted's task.cooperate).
+// ---------------------------------------------------------------------------
+
+/// Why a [`CooperativeTask`](crate::CooperativeTask) no longer runs:
+/// Twisted's `TaskFinished` (with its subclasses `TaskDone`, `TaskStopped`,
+/// `TaskFailed`) and `SchedulerStopped`.
+///
+/// [`CooperativeTask::pause`](crate::CooperativeTask::pause) and
+/// [`stop`](crate::CooperativeTask::stop) return it for a task that has
+/// finished; [`when_done`](crate::CooperativeTask::when_done) fails with
+/// `Stopped` after a `stop()`, and with `SchedulerStopped` when the
+/// [`Cooperator`](crate::Cooperator) is stopped.
+///
+/// ```
+/// use tokio_deferred::{Cooperator, ManualClock, TaskFinished};
+///
+/// let coop = Cooperator::builder().clock(ManualClock::new()).build();
+/// let task = coop.cooperate(std::iter::repeat(()));
+/// let done = task.when_done();
+/// task.stop().unwrap();
+/// assert_eq!(task.stop(), Err(TaskFinished::Stopped));
+/// let failure = done.try_take().unwrap().unwrap_err();
+/// assert_eq!(failure.downcast_ref(), Some(&TaskFinished::Stopped));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TaskFinished {
+    /// The iterator is exhausted (Twisted's `TaskDone`).
+    #[error("the cooperative task is done: its iterator is exhausted")]
+    Done,
+    /// [`stop`](crate::CooperativeTask::stop) was called (Twisted's `TaskStopped`).
+    #[error("the cooperative task was stopped")]
+    Stopped,
+    /// The iterator failed (an `Err` item, a failed Deferred, a panic):
+    /// Twisted's `TaskFailed`. `when_done` fails with that failure.
+    #[error("the cooperative task failed; its when_done() Deferred has the failure")]
+    Failed,
+    /// Its [`Cooperator`](crate::Cooperator) was stopped (Twisted's
+    /// `SchedulerStopped`).
+    #[error("the cooperator was stopped; start() it again before adding tasks")]
+    SchedulerStopped,
+}
+
+/// [`CooperativeTask::resume`](crate::CooperativeTask::resume) was called
+/// on a task that is not paused (Twisted's `NotPaused`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, thiserror::Error)]
+#[error("the cooperative task is not paused; call resume() once per pause()")]
+pub struct NotPaused {}

@@ -120,7 +120,7 @@ pub use error::{
 pub use error::{
     AlreadyTryingToLockError, CalledFromRuntimeError, DelayedCallError, FailureGroup, FirstError,
     InvalidTokensError, LockNotHeldError, LoopingCallError, QueueOverflow, QueueUnderflow,
-    RuntimeRequiredError, RuntimeShutdownError, TooManyReleasesError,
+    NotPaused, RuntimeRequiredError, RuntimeShutdownError, TaskFinished, TooManyReleasesError,
 };
 pub use failure::{Failure, FailureError, MessageError, PanicError};
 pub use future::ensure_deferred;
@@ -134,6 +134,11 @@ pub use sync::semaphore::{DeferredSemaphore, DeferredSemaphoreGuard};
 pub use time::clock::{Clock, DelayedCall, ManualClock, TokioClock};
 pub use time::later::{defer_later, defer_later_with_clock};
 pub use time::looping::LoopingCall;
+pub use time::cooperator;
+pub use time::cooperator::{
+    CooperativeStep, CooperativeTask, Cooperator, CooperatorBuilder, IntoCooperativeStep, coiterate,
+    cooperate,
+};
 pub use time::timeout;
 
 #[doc(hidden)]
