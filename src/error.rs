@@ -542,3 +542,29 @@ pub enum TaskFinished {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, thiserror::Error)]
 #[error("the cooperative task is not paused; call resume() once per pause()")]
 pub struct NotPaused {}
+
+/// Ends a [`react`](crate::react) program quietly with an exit status
+/// (Twisted's `SystemExit(code)` from `main`): when `main`'s Deferred fails
+/// with it, `react` returns that status and reports nothing.
+///
+/// ```
+/// use std::process::ExitCode;
+/// use tokio_deferred::{fail, react, SystemExit};
+///
+/// let code = react(|| fail::<()>(SystemExit::new(23)));
+/// assert_eq!(code, ExitCode::from(23));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the program asked to exit with status {code}")]
+#[non_exhaustive]
+pub struct SystemExit {
+    /// The exit status.
+    pub code: u8,
+}
+
+impl SystemExit {
+    /// A request to exit with status `code`.
+    pub fn new(code: u8) -> Self {
+        SystemExit { code }
+    }
+}

@@ -101,6 +101,7 @@ pub mod future;
 pub mod list;
 pub mod local;
 mod loom;
+mod react;
 #[cfg(not(tokio_deferred_loom))]
 mod spin;
 mod sync;
@@ -120,10 +121,12 @@ pub use error::{
 pub use error::{
     AlreadyTryingToLockError, CalledFromRuntimeError, DelayedCallError, FailureGroup, FirstError,
     InvalidTokensError, LockNotHeldError, LoopingCallError, QueueOverflow, QueueUnderflow,
-    NotPaused, RuntimeRequiredError, RuntimeShutdownError, TaskFinished, TooManyReleasesError,
+    NotPaused, RuntimeRequiredError, RuntimeShutdownError, SystemExit, TaskFinished,
+    TooManyReleasesError,
 };
 pub use failure::{Failure, FailureError, MessageError, PanicError};
 pub use future::ensure_deferred;
+pub use react::react;
 pub use list::{DeferredList, Gather, gather_results, gather2, gather3, race};
 pub use local::{LocalCancelHandle, LocalDeferred, LocalResolver};
 pub use sync::fslock::DeferredFilesystemLock;
