@@ -23,8 +23,8 @@
 
 mod canceller_from;
 pub(crate) mod debug;
-mod fused;
 pub(crate) mod functions;
+mod fused;
 pub(crate) mod inline;
 pub(crate) mod link;
 pub(crate) mod resolver;

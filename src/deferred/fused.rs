@@ -31,10 +31,9 @@ impl<T: Send + 'static> FusedFuture for Deferred<T> {
                 core: Some(_),
                 taken,
             } => taken.load(Ordering::Relaxed),
-            Repr::Ready(ready) => ready.with(
-                |result, _| result.is_none(),
-                |core| core.snapshot().taken,
-            ),
+            Repr::Ready(ready) => {
+                ready.with(|result, _| result.is_none(), |core| core.snapshot().taken)
+            }
             Repr::Shared { core: None, .. } | Repr::Gone => true,
         }
     }

@@ -447,9 +447,7 @@ impl Scheduler {
         match self {
             Scheduler::Tokio { fallback, no_timer } => {
                 let Some(handle) = Handle::try_current().ok().or_else(|| fallback.clone()) else {
-                    return Err(RuntimeRequiredError {
-                        what: "Cooperator",
-                    });
+                    return Err(RuntimeRequiredError { what: "Cooperator" });
                 };
                 let no_timer = no_timer.clone();
                 let task = handle.spawn(async move {
@@ -600,7 +598,14 @@ impl CoopInner {
     fn add(st: &mut CoopState, task: &Arc<TaskInner>, ts: &mut TaskState, fx: &mut Effects) {
         if st.stopped {
             let failure = Failure::new(TaskFinished::SchedulerStopped);
-            Self::complete(st, task, ts, TaskFinished::SchedulerStopped, Err(failure), fx);
+            Self::complete(
+                st,
+                task,
+                ts,
+                TaskFinished::SchedulerStopped,
+                Err(failure),
+                fx,
+            );
         } else {
             st.running.push(task.clone());
             fx.reschedule = true;
@@ -913,7 +918,9 @@ impl Drop for DefaultGuard {
         let removed = {
             let mut all = defaults();
             let before = all.len();
-            all.retain(|(id, coop)| !(*id == self.id && Arc::ptr_eq(&coop.inner, &self.coop.inner)));
+            all.retain(|(id, coop)| {
+                !(*id == self.id && Arc::ptr_eq(&coop.inner, &self.coop.inner))
+            });
             before != all.len()
         };
         if removed {

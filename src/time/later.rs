@@ -16,9 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::deferred::IntoOutcome;
+use crate::deferred::resolver::OwnedResolver;
 use crate::error::{CancelledError, RuntimeRequiredError};
 use crate::time::clock::{Clock, DelayedCall};
-use crate::deferred::resolver::OwnedResolver;
 use crate::{Deferred, Resolver, fail};
 
 mod driver;

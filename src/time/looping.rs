@@ -35,9 +35,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::deferred::IntoOutcome;
+use crate::deferred::resolver::OwnedResolver;
 use crate::error::LoopingCallError;
 use crate::time::clock::{Clock, DelayedCall, TokioClock};
-use crate::deferred::resolver::OwnedResolver;
 use crate::{Deferred, Failure, maybe_deferred};
 
 type LoopFn = Box<dyn FnMut(u64) -> Deferred<()> + Send + 'static>;
@@ -175,7 +175,10 @@ impl LoopingCall {
                 return Err(LoopingCallError::AlreadyRunning);
             }
             st.running = true;
-            st.resolver = Some(OwnedResolver::new(resolver, "tokio_deferred::LoopingCall::start"));
+            st.resolver = Some(OwnedResolver::new(
+                resolver,
+                "tokio_deferred::LoopingCall::start",
+            ));
             st.start_time = st.clock.now();
             st.interval = interval;
             st.run_at_start = now;
