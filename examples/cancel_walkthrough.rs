@@ -9,9 +9,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio_deferred::{
-    CancelledError, Deferred, Failure, ManualClock, Resolver, ensure_deferred,
-};
+use tokio_deferred::{CancelledError, Deferred, Failure, ManualClock, Resolver, ensure_deferred};
 
 /// Prints lines and keeps them (for tests/examples.rs).
 #[derive(Clone, Default, Debug)]
@@ -164,11 +162,17 @@ pub async fn run(out: &Printer) {
     clock.advance(Duration::from_secs(2));
     d.cancel();
     let active = timer.is_some_and(|call| call.active());
-    out.say(format!("timer active: {}", if active { "yes" } else { "no" }));
+    out.say(format!(
+        "timer active: {}",
+        if active { "yes" } else { "no" }
+    ));
     clock.advance(Duration::from_secs(10));
     out.say(format!("pending calls: {}", clock.pending_calls().len()));
 
-    out.title(11, "Cancel a chain waiting on a Deferred a callback returned");
+    out.title(
+        11,
+        "Cancel a chain waiting on a Deferred a callback returned",
+    );
     let say = out.clone();
     let (inner, _inner_resolver) = Deferred::<&'static str>::with_canceller(move |_| {
         say.say("inner canceller called");

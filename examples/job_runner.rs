@@ -42,7 +42,10 @@ const fn job(title: &'static str, steps: u32, millis: u64) -> Job {
 }
 
 /// In the queue before the workers start.
-const FIRST_JOBS: [Job; 2] = [job("resize photo.jpg", 3, 40), job("send newsletter", 2, 100)];
+const FIRST_JOBS: [Job; 2] = [
+    job("resize photo.jpg", 3, 40),
+    job("send newsletter", 2, 100),
+];
 
 /// Put later (milliseconds from the start).
 const LATER_JOBS: [(u64, Job); 3] = [

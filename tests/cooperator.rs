@@ -60,7 +60,9 @@ async fn stopping_while_a_task_waits_on_its_deferred_fails_its_when_done() {
     let mut control_r = Some(control_r);
     let clock = TokioClock::new();
     let steps = std::iter::from_fn(move || {
-        let r = control_r.take().expect("the task must not go on after the stop");
+        let r = control_r
+            .take()
+            .expect("the task must not go on after the stop");
         clock.call_later(Duration::ZERO, move || r.callback(()).unwrap());
         outstanding.take()
     });
@@ -108,14 +110,23 @@ async fn a_yielded_deferred_that_already_failed_fails_the_task() {
 #[tokio::test(start_paused = true)]
 async fn tasks_take_turns_one_step_each() {
     let log = Log::<String>::new();
-    let groups = [["a", "b", "c"], ["1", "2", "3"], ["d", "e", "f"], ["4", "5", "6"]];
+    let groups = [
+        ["a", "b", "c"],
+        ["1", "2", "3"],
+        ["d", "e", "f"],
+        ["4", "5", "6"],
+    ];
     let c = Cooperator::new();
     let tasks: Vec<Deferred<()>> = groups
         .iter()
         .map(|group| {
             let log = log.clone();
             let group = *group;
-            c.coiterate(group.into_iter().map(move |thing| log.push(thing.to_owned())))
+            c.coiterate(
+                group
+                    .into_iter()
+                    .map(move |thing| log.push(thing.to_owned())),
+            )
         })
         .collect();
     gather_results(tasks).await.unwrap();
@@ -167,7 +178,10 @@ impl Clock for OneTickAtATime {
         self.0.now()
     }
     fn call_later_boxed(&self, delay: Duration, f: Box<dyn FnOnce() + Send>) -> DelayedCall {
-        assert!(self.0.pending_calls().is_empty(), "a tick is already pending");
+        assert!(
+            self.0.pending_calls().is_empty(),
+            "a tick is already pending"
+        );
         self.1.fetch_add(1, Ordering::SeqCst);
         self.0.call_later_boxed(delay, f)
     }
@@ -183,17 +197,16 @@ fn coiterating_again_from_a_when_done_callback_schedules_one_tick() {
         .build();
     let done = Log::<bool>::new();
     let (c2, done2) = (c.clone(), done.clone());
-    let d = c.coiterate(std::iter::empty::<()>()).add_callback(move |()| {
-        let done = done2.clone();
-        drop(
-            c2.coiterate(std::iter::empty::<()>())
-                .add_both(move |r| {
-                    done.push(r.is_ok());
-                    Ok(())
-                }),
-        );
-        Ok(())
-    });
+    let d = c
+        .coiterate(std::iter::empty::<()>())
+        .add_callback(move |()| {
+            let done = done2.clone();
+            drop(c2.coiterate(std::iter::empty::<()>()).add_both(move |r| {
+                done.push(r.is_ok());
+                Ok(())
+            }));
+            Ok(())
+        });
     let mut work = 0;
     while done.len() == 0 {
         work += 1;
@@ -231,7 +244,12 @@ fn removing_the_last_task_cancels_the_scheduled_tick() {
 #[test]
 fn is_running_follows_start_and_stop() {
     let clock = ManualClock::new();
-    assert!(Cooperator::builder().clock(clock.clone()).build().is_running());
+    assert!(
+        Cooperator::builder()
+            .clock(clock.clone())
+            .build()
+            .is_running()
+    );
     let c = Cooperator::builder()
         .clock(clock.clone())
         .started(false)
@@ -626,9 +644,7 @@ fn stopping_the_cooperator_from_when_done_sees_the_task_finished() {
 fn stop_stops_every_running_task() {
     let clock = ManualClock::new();
     let c = Cooperator::builder().clock(clock.clone()).build();
-    let done: Vec<Deferred<()>> = (0..5)
-        .map(|_| c.coiterate(std::iter::repeat(())))
-        .collect();
+    let done: Vec<Deferred<()>> = (0..5).map(|_| c.coiterate(std::iter::repeat(()))).collect();
     c.stop();
     for d in &done {
         assert!(is_scheduler_stopped(&failure_result_of(d)));
@@ -695,7 +711,9 @@ fn without_a_runtime_the_tasks_fail_with_runtime_required() {
 // A runtime built without a timer: ticks are then tasks that only yield.
 #[test]
 fn a_runtime_without_a_timer_still_runs_the_tasks() {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let log = Log::new();
     let l = log.clone();
     rt.block_on(async move {
@@ -726,7 +744,10 @@ fn the_default_cooperator_goes_with_its_runtime() {
     assert!(events.is_empty(), "{events:?}");
     let f = failure_result_of(&d);
     let e = f.downcast_ref::<ResolverDroppedError>().unwrap();
-    assert_eq!(e.owner(), Some("tokio_deferred::CooperativeTask::when_done"));
+    assert_eq!(
+        e.owner(),
+        Some("tokio_deferred::CooperativeTask::when_done")
+    );
     assert_eq!(task.finished(), Some(TaskFinished::SchedulerStopped));
     let f = failure_result_of(&task.when_done());
     assert!(f.is::<ResolverDroppedError>(), "{f}");

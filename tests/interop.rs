@@ -66,10 +66,7 @@ async fn a_queue_stream_yields_the_values_in_order_and_waits_for_more() {
     assert_eq!(queue.waiting(), 1);
     queue.put(3).unwrap();
     assert!(next.is_woken());
-    assert_eq!(
-        tokio_test::assert_ready!(next.poll()).unwrap().unwrap(),
-        3
-    );
+    assert_eq!(tokio_test::assert_ready!(next.poll()).unwrap().unwrap(), 3);
     drop(next);
     assert!(!values.is_terminated());
     // A TryStream too.
@@ -124,10 +121,7 @@ fn a_dropped_next_future_keeps_the_get_for_the_next_poll() {
     }
     queue.put(5).unwrap();
     let mut next = tokio_test::task::spawn(values.next());
-    assert_eq!(
-        tokio_test::assert_ready!(next.poll()).unwrap().unwrap(),
-        5
-    );
+    assert_eq!(tokio_test::assert_ready!(next.poll()).unwrap().unwrap(), 5);
 }
 
 #[test]

@@ -42,7 +42,9 @@ fn runs_until_the_deferred_fires_then_exits_0() {
         tokio::time::pause();
         let clock = TokioClock::new();
         let (finished, resolver) = Deferred::<()>::new();
-        clock.call_later(Duration::from_secs(1), move || tp.store(true, Ordering::SeqCst));
+        clock.call_later(Duration::from_secs(1), move || {
+            tp.store(true, Ordering::SeqCst)
+        });
         let c = clock.clone();
         clock.call_later(Duration::from_secs(2), move || {
             *s.lock().unwrap() = c.now();
@@ -224,5 +226,9 @@ fn as_a_process_react_sets_the_exit_status_and_prints_the_failure() {
         .lines()
         .filter(|l| l.contains("main function encountered error"))
         .collect();
-    assert_eq!(reports, ["main function encountered error: boom"], "{stderr}");
+    assert_eq!(
+        reports,
+        ["main function encountered error: boom"],
+        "{stderr}"
+    );
 }

@@ -330,8 +330,9 @@ fn without_a_subscriber_an_unhandled_failure_is_one_plain_line_on_stderr() {
         .collect();
     assert_eq!(reports.len(), 1, "{stderr}");
     assert!(
-        reports[0]
-            .starts_with("Unhandled error in Deferred: division by zero (created at tests/unhandled.rs:"),
+        reports[0].starts_with(
+            "Unhandled error in Deferred: division by zero (created at tests/unhandled.rs:"
+        ),
         "{stderr}"
     );
     assert!(!stderr.contains('\x1b'), "colour codes: {stderr:?}");
