@@ -116,6 +116,15 @@ fn an_unfired_deferred_whose_resolvers_are_dropped_is_not_reported() {
         drop(clock);
         drop(d);
 
+        // A defer_to_thread whose runtime went before the thread ran it.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        let handle = rt.handle().clone();
+        drop(rt);
+        drop(defer_to_thread_pool(&handle, || Ok(1)));
+
         // A gather whose input never fired.
         let (a, ra) = Deferred::<u8>::new();
         let all = gather_results([a, succeed(2)]);

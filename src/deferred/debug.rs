@@ -26,10 +26,11 @@
 //! stderr instead (Twisted prints it even when logging was never started).
 //!
 //! A Deferred that never fired is not an error: when its last Resolver goes
-//! away it fails with [`ResolverDroppedError`] for whoever awaits it, but
-//! that failure (alone or as the cause of another, such as a
-//! [`FirstError`](crate::FirstError)) is never reported (Twisted collects an
-//! unfired Deferred silently).
+//! away it fails with [`ResolverDroppedError`] for whoever awaits it (or,
+//! for a `defer_to_thread` whose runtime shut down before the function ran,
+//! with [`RuntimeShutdownError`]), but that failure (alone or as the cause
+//! of another, such as a [`FirstError`](crate::FirstError)) is never
+//! reported (Twisted collects an unfired Deferred silently).
 
 use std::backtrace::Backtrace;
 use std::collections::HashMap;
@@ -38,7 +39,7 @@ use std::panic::Location;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::error::{FailureGroup, ResolverDroppedError};
+use crate::error::{FailureGroup, ResolverDroppedError, RuntimeShutdownError};
 use crate::{Failure, FailureError};
 
 static DEBUGGING: AtomicBool = AtomicBool::new(false);
@@ -190,13 +191,13 @@ pub(crate) fn report_unhandled(
     );
 }
 
-/// Whether `failure` is, or was caused by, a [`ResolverDroppedError`]: the
-/// end of a Deferred that never fired. A [`FailureGroup`] counts as such
-/// only if every failure in it does.
+/// Whether `failure` is, or was caused by, a [`ResolverDroppedError`] or a
+/// [`RuntimeShutdownError`]: the end of a Deferred that never fired. A
+/// [`FailureGroup`] counts as such only if every failure in it does.
 fn never_fired(failure: &Failure) -> bool {
     let mut error: Option<&(dyn std::error::Error + 'static)> = Some(failure.error());
     while let Some(e) = error {
-        if e.is::<ResolverDroppedError>() {
+        if e.is::<ResolverDroppedError>() || e.is::<RuntimeShutdownError>() {
             return true;
         }
         if let Some(group) = e.downcast_ref::<FailureGroup>() {
