@@ -617,11 +617,12 @@ impl<T: Send + 'static> Deferred<T> {
     /// Wraps the Deferred in a future that cancels it when dropped before
     /// completing: for `select!` and timeouts in async code.
     ///
-    /// Dropping the future is how async code says it no longer wants the
-    /// result, so whatever the Deferred ends with after that cancel (its
-    /// [`CancelledError`](crate::CancelledError), or what its canceller or
-    /// errbacks made of it) is dropped, never reported as an unhandled
-    /// error. Callbacks already on the chain still run.
+    /// Dropping the future before it completed is how async code says it
+    /// no longer wants the result: the Deferred is cancelled, and whatever
+    /// it ends with (its [`CancelledError`](crate::CancelledError), what its
+    /// canceller or errbacks made of it, or a result that was already
+    /// there) is dropped, never reported as an unhandled error. Callbacks
+    /// already on the chain still run.
     ///
     /// ```
     /// use tokio_deferred::{Deferred, CancelledError};

@@ -5,7 +5,7 @@ use std::fmt;
 use std::panic::Location;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{CoopInner, Effects, TaskIter};
+use super::{CoopInner, CoopState, Effects, TaskIter};
 use crate::deferred::resolver::OwnedResolver;
 use crate::error::{NotPaused, TaskFinished};
 use crate::{Deferred, Failure};
@@ -116,20 +116,16 @@ impl CooperativeTask {
     ///
     /// The [`TaskFinished`] reason if the task has finished.
     pub fn pause(&self) -> Result<(), TaskFinished> {
-        let mut fx = Effects::default();
-        {
-            let mut st = self.coop.lock();
-            let mut ts = self.task.lock();
+        self.update(|st, ts, fx| {
             if let Some(finished) = ts.finished {
                 return Err(finished);
             }
             ts.pauses += 1;
             if ts.pauses == 1 {
-                CoopInner::remove(&mut st, &self.task, &mut fx);
+                CoopInner::remove(st, &self.task, fx);
             }
-        }
-        fx.run(&self.coop);
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Undoes one [`pause`](Self::pause); after the last one the task gets
@@ -141,20 +137,16 @@ impl CooperativeTask {
     ///
     /// [`NotPaused`] if the task is not paused.
     pub fn resume(&self) -> Result<(), NotPaused> {
-        let mut fx = Effects::default();
-        {
-            let mut st = self.coop.lock();
-            let mut ts = self.task.lock();
+        self.update(|st, ts, fx| {
             if ts.pauses == 0 {
                 return Err(NotPaused {});
             }
             ts.pauses -= 1;
             if ts.pauses == 0 && ts.finished.is_none() {
-                CoopInner::add(&mut st, &self.task, &mut ts, &mut fx);
+                CoopInner::add(st, &self.task, ts, fx);
             }
-        }
-        fx.run(&self.coop);
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Stops the task for good: it gets no more steps, its iterator is
@@ -166,25 +158,14 @@ impl CooperativeTask {
     ///
     /// The [`TaskFinished`] reason if the task had already finished.
     pub fn stop(&self) -> Result<(), TaskFinished> {
-        let mut fx = Effects::default();
-        {
-            let mut st = self.coop.lock();
-            let mut ts = self.task.lock();
+        self.update(|st, ts, fx| {
             if let Some(finished) = ts.finished {
                 return Err(finished);
             }
             let failure = Failure::new(TaskFinished::Stopped);
-            CoopInner::complete(
-                &mut st,
-                &self.task,
-                &mut ts,
-                TaskFinished::Stopped,
-                Err(failure),
-                &mut fx,
-            );
-        }
-        fx.run(&self.coop);
-        Ok(())
+            CoopInner::complete(st, &self.task, ts, TaskFinished::Stopped, Err(failure), fx);
+            Ok(())
+        })
     }
 
     /// A new Deferred that fires when the task finishes: with `()` when
@@ -232,20 +213,25 @@ impl CooperativeTask {
     /// The failure handler of a Deferred the iterator yielded (Twisted's
     /// `failLater`): the task fails with its failure.
     pub(super) fn fail_later(&self, failure: Failure) {
+        self.update(|st, ts, fx| {
+            CoopInner::complete(st, &self.task, ts, TaskFinished::Failed, Err(failure), fx);
+        });
+    }
+
+    /// Runs `change` with the cooperator's lock and the task's, then (the
+    /// locks released) what it left to do.
+    fn update<R>(
+        &self,
+        change: impl FnOnce(&mut CoopState, &mut TaskState, &mut Effects) -> R,
+    ) -> R {
         let mut fx = Effects::default();
-        {
+        let result = {
             let mut st = self.coop.lock();
             let mut ts = self.task.lock();
-            CoopInner::complete(
-                &mut st,
-                &self.task,
-                &mut ts,
-                TaskFinished::Failed,
-                Err(failure),
-                &mut fx,
-            );
-        }
+            change(&mut st, &mut ts, &mut fx)
+        };
         fx.run(&self.coop);
+        result
     }
 }
 
