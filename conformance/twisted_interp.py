@@ -435,10 +435,11 @@ class Script:
         can unpause it any more); Twisted never arms such a failure."""
         armed = d._debugInfo is not None and d._debugInfo.failResult is not None
         if (d.called and d.paused > 0 and isinstance(d.result, Failure) and not armed
-                and not d.result.check(ResolverDroppedError)):
+                and not never_fired(d.result)):
             UNHANDLED.append("unhandled " + fmt_short(d.result))
         elif (d.called and d.paused > 0 and isinstance(d, defer.DeferredList)
-              and d.fireOnOneCallback and isinstance(d.result, list)):
+              and d.fireOnOneCallback and isinstance(d.result, list)
+              and not (d.result and all(never_fired(x) for _, x in d.result))):
             # N4 and N2: every input of a paused first-success list failed.
             UNHANDLED.append("unhandled FailureGroup")
 
@@ -520,12 +521,25 @@ def from_race(f):
     return any(fr[0] in ("succeeded", "failed") and fr[1].endswith("defer.py") for fr in f.frames)
 
 
+def never_fired(f):
+    """tokio-deferred's rule: a failure that is, or was caused by, a
+    ResolverDroppedError (the end of a Deferred that never fired) is never
+    reported; a FailureGroup only if every failure in it is such (N5)."""
+    if f.check(ResolverDroppedError):
+        return True
+    if isinstance(f.value, defer.FirstError):
+        return never_fired(f.value.subFailure)
+    if isinstance(f.value, defer.FailureGroup):
+        return bool(f.value.failures) and all(never_fired(g) for g in f.value.failures)
+    return False
+
+
 def observe(event):
     """Collects Twisted's "Unhandled error in Deferred" reports (the event
     that carries the failure; the other one of the pair has none)."""
     if event.get("log_namespace") == "twisted.internet.defer" and "log_failure" in event:
-        if event["log_failure"].check(ResolverDroppedError):
-            return  # never compared (N5), as on the Rust side
+        if never_fired(event["log_failure"]):
+            return  # N5: a Deferred that never fired is not reported
         if event["log_failure"].check(defer.AlreadyCalledError) and from_race(event["log_failure"]):
             # N7: a race cancelled before an input fired raises this from
             # the input's chain when the input fires later; tokio-deferred

@@ -95,4 +95,6 @@ pub const TOUR: &[(&str, &str)] = &[
     ("timeout_recipe", "call_later timeouts, then add_timeout"),
     ("inline_callbacks", "@inlineCallbacks, ensureDeferred"),
     ("local_protocol", "LocalDeferred: one-thread client"),
+    ("cancel_walkthrough", "twelve cancels, as Twisted runs them"),
+    ("job_runner", "DeferredQueue + cooperate + react"),
 ];

@@ -24,6 +24,11 @@ python3 conformance/run.py --n 500 --seed "${CONFORMANCE_SEED:-1}"
 echo "== the same over LocalDeferred (500 scripts of its ops)"
 python3 conformance/run.py --local --n 500 --seed "${CONFORMANCE_SEED:-1}"
 
+echo "== the Twisted programs of examples/twisted/ still print their recorded transcripts"
+for name in cancel_walkthrough job_runner; do
+  target/conform-venv/bin/python "examples/twisted/$name.py" | diff -u "examples/twisted/$name.txt" -
+done
+
 if [ -x scripts/test-twisted.sh ]; then
   echo "== the Twisted bridge's Python tests (scripts/test-twisted.sh)"
   scripts/test-twisted.sh

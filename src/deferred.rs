@@ -21,8 +21,10 @@
 //! # }
 //! ```
 
+mod canceller_from;
 pub(crate) mod debug;
 pub(crate) mod functions;
+mod fused;
 pub(crate) mod inline;
 pub(crate) mod link;
 pub(crate) mod resolver;
@@ -615,6 +617,13 @@ impl<T: Send + 'static> Deferred<T> {
     /// Wraps the Deferred in a future that cancels it when dropped before
     /// completing: for `select!` and timeouts in async code.
     ///
+    /// Dropping the future before it completed is how async code says it
+    /// no longer wants the result: the Deferred is cancelled, and whatever
+    /// it ends with (its [`CancelledError`](crate::CancelledError), what its
+    /// canceller or errbacks made of it, or a result that was already
+    /// there) is dropped, never reported as an unhandled error. Callbacks
+    /// already on the chain still run.
+    ///
     /// ```
     /// use tokio_deferred::{Deferred, CancelledError};
     ///
@@ -913,7 +922,7 @@ impl fmt::Debug for CancelHandle {
 /// A [`Deferred`] that is cancelled if dropped before it completes; made by
 /// [`Deferred::cancel_on_drop`].
 #[must_use = "futures do nothing unless awaited"]
-pub struct CancelOnDrop<T> {
+pub struct CancelOnDrop<T: Send + 'static> {
     deferred: Option<Deferred<T>>,
 }
 
@@ -941,24 +950,30 @@ impl<T: Send + 'static> Future for CancelOnDrop<T> {
     }
 }
 
-impl<T> Drop for CancelOnDrop<T> {
+impl<T: Send + 'static> Drop for CancelOnDrop<T> {
     fn drop(&mut self) {
+        let Some(d) = self.deferred.take() else {
+            return; // completed, or disarmed
+        };
+        // The abandoned result, now or when the chain finishes, goes to a
+        // callback that drops it (so it is not an unhandled error).
+        let rest = d.add_both(|_| Ok(()));
         // An inline Deferred has fired: cancelling it is a no-op.
-        let core = self.deferred.as_ref().and_then(|d| match &d.repr {
+        let core = match &rest.repr {
             Repr::Shared { core, .. } => core.clone(),
             Repr::Ready(ready) => match &*ready.lock() {
                 Slot::Promoted(core) => Some(core.clone()),
                 Slot::Fired { .. } => None,
             },
             Repr::Gone => None,
-        });
+        };
         if let Some(core) = core {
             cancel_core(core);
         }
     }
 }
 
-impl<T> fmt::Debug for CancelOnDrop<T> {
+impl<T: Send + 'static> fmt::Debug for CancelOnDrop<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CancelOnDrop")
             .field("deferred", &self.deferred)

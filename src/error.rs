@@ -96,13 +96,73 @@ impl CancelledError {
 /// Every [`Resolver`](crate::Resolver) of a Deferred was dropped before it
 /// fired, so it never can: the Deferred fails with this error instead of
 /// leaving an `.await` hanging.
+///
+/// The message says where the Deferred (and its first Resolver) was made
+/// and, when the Resolver belonged to this library (a [`defer_later`]
+/// timer whose runtime shut down, a [`DeferredQueue`] dropped with a `get`
+/// waiting, ...), which function made it: [`owner`](Self::owner).
+///
+/// This failure is never reported as an unhandled error: a Deferred that
+/// never fired is collected silently, as in Twisted. Only a consumer that
+/// awaits it (or an errback) sees it.
+///
+/// [`defer_later`]: crate::defer_later
+/// [`DeferredQueue`]: crate::DeferredQueue
+///
+/// ```
+/// use tokio_deferred::{Deferred, ResolverDroppedError};
+///
+/// let (d, resolver) = Deferred::<u8>::new();
+/// drop(resolver);
+/// let failure = d.try_take().unwrap().unwrap_err();
+/// let e = failure.downcast_ref::<ResolverDroppedError>().unwrap();
+/// assert!(e.created().contains(file!()));
+/// assert_eq!(e.owner(), None); // a Resolver of the program's own
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "every Resolver of the Deferred created at {created} was dropped before it fired; \
-     keep a Resolver until you call callback() or errback()"
-)]
+#[error("{}", ResolverDroppedError::message(.created, *.owner))]
 pub struct ResolverDroppedError {
-    pub(crate) created: String,
+    created: String,
+    owner: Option<&'static str>,
+}
+
+impl ResolverDroppedError {
+    pub(crate) fn new(
+        created: &'static std::panic::Location<'static>,
+        owner: Option<&'static str>,
+    ) -> Self {
+        ResolverDroppedError {
+            created: created.to_string(),
+            owner,
+        }
+    }
+
+    /// Where the Deferred and its first Resolver were made (`file:line:column`;
+    /// for a library function, where the program called it).
+    pub fn created(&self) -> &str {
+        &self.created
+    }
+
+    /// The library function that made and held the Resolver (for example
+    /// `"tokio_deferred::defer_later"`), or `None` for a Resolver the program
+    /// made itself ([`Deferred::new`](crate::Deferred::new)).
+    pub fn owner(&self) -> Option<&'static str> {
+        self.owner
+    }
+
+    fn message(created: &str, owner: Option<&'static str>) -> String {
+        match owner {
+            None => format!(
+                "the Deferred created at {created} never fired: every Resolver of it was \
+                 dropped first; keep a Resolver until you call callback() or errback()"
+            ),
+            Some(owner) => format!(
+                "the Deferred made by {owner} at {created} never fired: {owner} dropped its \
+                 Resolver (its runtime shut down, or what was to fire it was dropped); keep \
+                 the runtime and the object it came from alive until it fires, or cancel it"
+            ),
+        }
+    }
 }
 
 /// A future given to [`ensure_deferred`](crate::ensure_deferred) or
@@ -432,3 +492,79 @@ pub struct CalledFromRuntimeError {}
     "the Tokio runtime shut down before the call finished; keep the runtime alive while calling into it"
 )]
 pub struct RuntimeShutdownError {}
+
+// ---------------------------------------------------------------------------
+// Cooperator (Twisted's task.cooperate).
+// ---------------------------------------------------------------------------
+
+/// Why a [`CooperativeTask`](crate::CooperativeTask) no longer runs:
+/// Twisted's `TaskFinished` (with its subclasses `TaskDone`, `TaskStopped`,
+/// `TaskFailed`) and `SchedulerStopped`.
+///
+/// [`CooperativeTask::pause`](crate::CooperativeTask::pause) and
+/// [`stop`](crate::CooperativeTask::stop) return it for a task that has
+/// finished; [`when_done`](crate::CooperativeTask::when_done) fails with
+/// `Stopped` after a `stop()`, and with `SchedulerStopped` when the
+/// [`Cooperator`](crate::Cooperator) is stopped.
+///
+/// ```
+/// use tokio_deferred::{Cooperator, ManualClock, TaskFinished};
+///
+/// let coop = Cooperator::builder().clock(ManualClock::new()).build();
+/// let task = coop.cooperate(std::iter::repeat(()));
+/// let done = task.when_done();
+/// task.stop().unwrap();
+/// assert_eq!(task.stop(), Err(TaskFinished::Stopped));
+/// let failure = done.try_take().unwrap().unwrap_err();
+/// assert_eq!(failure.downcast_ref(), Some(&TaskFinished::Stopped));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TaskFinished {
+    /// The iterator is exhausted (Twisted's `TaskDone`).
+    #[error("the cooperative task is done: its iterator is exhausted")]
+    Done,
+    /// [`stop`](crate::CooperativeTask::stop) was called (Twisted's `TaskStopped`).
+    #[error("the cooperative task was stopped")]
+    Stopped,
+    /// The iterator failed (an `Err` item, a failed Deferred, a panic):
+    /// Twisted's `TaskFailed`. `when_done` fails with that failure.
+    #[error("the cooperative task failed; its when_done() Deferred has the failure")]
+    Failed,
+    /// Its [`Cooperator`](crate::Cooperator) was stopped (Twisted's
+    /// `SchedulerStopped`).
+    #[error("the cooperator was stopped; start() it again before adding tasks")]
+    SchedulerStopped,
+}
+
+/// [`CooperativeTask::resume`](crate::CooperativeTask::resume) was called
+/// on a task that is not paused (Twisted's `NotPaused`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, thiserror::Error)]
+#[error("the cooperative task is not paused; call resume() once per pause()")]
+pub struct NotPaused {}
+
+/// Ends a [`react`](crate::react) program quietly with an exit status
+/// (Twisted's `SystemExit(code)` from `main`): when `main`'s Deferred fails
+/// with it, `react` returns that status and reports nothing.
+///
+/// ```
+/// use std::process::ExitCode;
+/// use tokio_deferred::{fail, react, SystemExit};
+///
+/// let code = react(|| fail::<()>(SystemExit::new(23)));
+/// assert_eq!(code, ExitCode::from(23));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the program asked to exit with status {code}")]
+#[non_exhaustive]
+pub struct SystemExit {
+    /// The exit status.
+    pub code: u8,
+}
+
+impl SystemExit {
+    /// A request to exit with status `code`.
+    pub fn new(code: u8) -> Self {
+        SystemExit { code }
+    }
+}

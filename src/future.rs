@@ -15,6 +15,23 @@
 //! assert_eq!(d.try_take().unwrap().unwrap(), 42);
 //! ```
 //!
+//! A future that waits goes on as a task of the runtime:
+//!
+//! ```
+//! use std::time::Duration;
+//! use tokio_deferred::{defer_later, ensure_deferred, Failure};
+//!
+//! #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! async fn main() {
+//!     let d = ensure_deferred(async {
+//!         let page = defer_later(Duration::from_secs(1), || Ok("<html/>")).await?;
+//!         Ok::<_, Failure>(page.len())
+//!     });
+//!     assert!(!d.is_called()); // suspended on the timer
+//!     assert_eq!(d.await.unwrap(), 7);
+//! }
+//! ```
+//!
 //! The future is polled at once, inline, until it first suspends (as
 //! Twisted runs a coroutine synchronously up to its first real wait); then it
 //! goes on as a task on the current Tokio runtime.
@@ -46,6 +63,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 
+use crate::deferred::resolver::OwnedResolver;
 use crate::deferred::runner::{Core, cancel_core};
 use crate::deferred::state::{Canceller, CooperativeCancel};
 use crate::error::NoRuntimeError;
@@ -252,6 +270,8 @@ where
     let (d, resolver) = Deferred::with_raw_canceller(Canceller::Cooperative(driver.clone()), at);
     match tokio::runtime::Handle::try_current() {
         Ok(handle) => {
+            // Dropped unfired when the runtime shuts down under the task.
+            let resolver = OwnedResolver::new(resolver, "tokio_deferred::ensure_deferred");
             let task = handle.spawn(async move {
                 let out = driven.await;
                 let _ = resolver.inner.fire(flatten(out), |r| r, at);

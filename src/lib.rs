@@ -3,26 +3,28 @@
 //! ```
 //! use tokio_deferred::{Deferred, Failure, ensure_deferred};
 //!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() {
-//! // The producer fires the Deferred through its Resolver...
-//! let (d, resolver) = Deferred::<String>::new();
-//! // ...the consumer chains callbacks (each retypes the chain)...
-//! let d = d
-//!     .add_callback(|page: String| Ok(page.to_lowercase()))
-//!     .add_callback(|page| Ok(page.len()))
-//!     .add_errback(|f: Failure| {
-//!         eprintln!("fetch failed: {f}");
-//!         Ok(0)
-//!     });
-//! resolver.callback("<HTML>hello</HTML>".to_owned()).unwrap();
-//! // ...and a Deferred is a future: await it anywhere.
-//! assert_eq!(d.await.unwrap(), 18);
+//! // One thread, as Twisted's reactor (see MIGRATING.md for the multi-thread
+//! // trade-off).
+//! #[tokio::main(flavor = "current_thread")]
+//! async fn main() {
+//!     // The producer fires the Deferred through its Resolver...
+//!     let (d, resolver) = Deferred::<String>::new();
+//!     // ...the consumer chains callbacks (each retypes the chain)...
+//!     let d = d
+//!         .add_callback(|page: String| Ok(page.to_lowercase()))
+//!         .add_callback(|page| Ok(page.len()))
+//!         .add_errback(|f: Failure| {
+//!             eprintln!("fetch failed: {f}");
+//!             Ok(0)
+//!         });
+//!     resolver.callback("<HTML>hello</HTML>".to_owned()).unwrap();
+//!     // ...and a Deferred is a future: await it anywhere.
+//!     assert_eq!(d.await.unwrap(), 18);
 //!
-//! // Any future becomes a Deferred.
-//! let d = ensure_deferred(async { Ok::<_, Failure>(6 * 7) });
-//! assert_eq!(d.await.unwrap(), 42);
-//! # }
+//!     // Any future becomes a Deferred.
+//!     let d = ensure_deferred(async { Ok::<_, Failure>(6 * 7) });
+//!     assert_eq!(d.await.unwrap(), 42);
+//! }
 //! ```
 //!
 //! # Twisted → tokio-deferred
@@ -30,7 +32,7 @@
 //! | Twisted | tokio-deferred |
 //! |---|---|
 //! | `d = Deferred()` | `let (d, resolver) = Deferred::new();` |
-//! | `Deferred(canceller)` | [`Deferred::with_canceller`] |
+//! | `Deferred(canceller)` | [`Deferred::with_canceller`], [`Deferred::with_canceller_from`] (a canceller made from the Resolver: `callLater`'s) |
 //! | `d.callback(v)` / `d.errback(f)` | [`Resolver::callback`] / [`Resolver::errback`] |
 //! | `d.addCallback(f)` | [`Deferred::add_callback`] (returns the retyped Deferred) |
 //! | `d.addErrback(f)` | [`Deferred::add_errback`] |
@@ -40,7 +42,7 @@
 //! | `d.pause()` / `d.unpause()` | [`Deferred::pause`] / [`Deferred::unpause`] |
 //! | `d.cancel()` | [`Deferred::cancel`], [`CancelHandle`], [`Deferred::cancel_on_drop`] |
 //! | `d.called` | [`Deferred::is_called`] |
-//! | `await d`, `yield d` | `d.await` |
+//! | `await d`, `yield d` | `d.await` (also in `futures::select!`: a Deferred is a `FusedFuture`) |
 //! | `succeed(v)` / `fail(f)` | [`succeed`] / [`fail`] |
 //! | `maybeDeferred(f)` / `execute(f)` | [`maybe_deferred`] / [`execute`] |
 //! | `ensureDeferred(coro)` | [`ensure_deferred`], [`Deferred::from_future`] |
@@ -53,7 +55,7 @@
 //! | `gatherResults(ds)` / `FirstError` | [`gather_results`], [`Gather`], [`gather2`], [`gather3`] / [`FirstError`] |
 //! | `race(ds)` / `FailureGroup` | [`race`] / [`FailureGroup`] |
 //! | `DeferredLock`, `DeferredSemaphore` | [`DeferredLock`], [`DeferredSemaphore`] (plus RAII guards) |
-//! | `DeferredQueue`, `QueueOverflow`, `QueueUnderflow` | [`DeferredQueue`], [`QueueOverflow`], [`QueueUnderflow`] |
+//! | `DeferredQueue`, `QueueOverflow`, `QueueUnderflow` | [`DeferredQueue`] (and [`DeferredQueue::stream`], a `Stream`), [`QueueOverflow`], [`QueueUnderflow`] |
 //! | `reactor.seconds()` / `reactor.callLater(d, f)` | [`Clock::now`], `clock.call_later(d, f)` on [`TokioClock`] (default) |
 //! | `task.Clock()`, `advance`, `pump`, `getDelayedCalls` | [`ManualClock`] |
 //! | `DelayedCall.active/cancel/reset/delay/getTime` | [`DelayedCall`] |
@@ -62,6 +64,10 @@
 //! | `task.LoopingCall(f)`, `.withCount(f)` | [`LoopingCall::new`], [`LoopingCall::with_count`] |
 //! | `threads.deferToThread(f)` / `deferToThreadPool` | [`defer_to_thread`] / [`defer_to_thread_pool`] |
 //! | `threads.blockingCallFromThread(reactor, f)` | [`blocking_call_from_thread`], [`blocking_await_from_thread`] |
+//! | `task.cooperate(it)` / `task.coiterate(it)` | [`cooperate`] ([`CooperativeTask`]) / [`coiterate`] |
+//! | `task.Cooperator`, `TaskDone`/`TaskStopped`/`TaskFailed`, `SchedulerStopped`, `NotPaused` | [`Cooperator`], [`TaskFinished`], [`NotPaused`] |
+//! | `reactor.run()` | `#[tokio::main(flavor = "current_thread")]` |
+//! | `task.react(main)`, `SystemExit(n)` | [`react`], [`SystemExit`] |
 //! | `DeferredFilesystemLock(path).deferUntilLocked(t)` | [`DeferredFilesystemLock::defer_until_locked`] |
 //!
 //! # Where Rust does better
@@ -73,7 +79,10 @@
 //! * **Panics are failures.** A panic in a callback, errback, canceller or
 //!   driven future becomes a [`Failure`] (a [`PanicError`]) down the chain.
 //! * **Drop-safety.** If every [`Resolver`] is dropped before firing, the
-//!   Deferred fails with [`ResolverDroppedError`] instead of hanging.
+//!   Deferred fails with [`ResolverDroppedError`] instead of hanging. Like
+//!   an unfired Deferred in Twisted, it is not reported as an unhandled
+//!   error; a real unhandled failure is, once (a `tracing` event, or a
+//!   line on stderr when no subscriber is installed).
 //! * **Threads.** `Deferred<T>` and `Resolver<T>` are `Send + Sync`; a
 //!   Deferred may be fired in one thread while callbacks are added in another.
 //!   No lock is held while user code runs.
@@ -101,6 +110,7 @@ pub mod future;
 pub mod list;
 pub mod local;
 mod loom;
+mod react;
 #[cfg(not(tokio_deferred_loom))]
 mod spin;
 mod sync;
@@ -119,18 +129,26 @@ pub use error::{
 };
 pub use error::{
     AlreadyTryingToLockError, CalledFromRuntimeError, DelayedCallError, FailureGroup, FirstError,
-    InvalidTokensError, LockNotHeldError, LoopingCallError, QueueOverflow, QueueUnderflow,
-    RuntimeRequiredError, RuntimeShutdownError, TooManyReleasesError,
+    InvalidTokensError, LockNotHeldError, LoopingCallError, NotPaused, QueueOverflow,
+    QueueUnderflow, RuntimeRequiredError, RuntimeShutdownError, SystemExit, TaskFinished,
+    TooManyReleasesError,
 };
 pub use failure::{Failure, FailureError, MessageError, PanicError};
 pub use future::ensure_deferred;
 pub use list::{DeferredList, Gather, gather_results, gather2, gather3, race};
 pub use local::{LocalCancelHandle, LocalDeferred, LocalResolver};
+pub use react::react;
 pub use sync::fslock::DeferredFilesystemLock;
 pub use sync::lock::{DeferredLock, DeferredLockGuard};
 pub use sync::queue::DeferredQueue;
+pub use sync::queue::stream::QueueStream;
 pub use sync::semaphore::{DeferredSemaphore, DeferredSemaphoreGuard};
 pub use time::clock::{Clock, DelayedCall, ManualClock, TokioClock};
+pub use time::cooperator;
+pub use time::cooperator::{
+    CooperativeStep, CooperativeTask, Cooperator, CooperatorBuilder, IntoCooperativeStep,
+    coiterate, cooperate,
+};
 pub use time::later::{defer_later, defer_later_with_clock};
 pub use time::looping::LoopingCall;
 pub use time::timeout;

@@ -30,6 +30,19 @@
 //! # let _ = FirstError::unwrap_failure;
 //! ```
 //!
+//! In async code, await the result:
+//!
+//! ```
+//! use std::time::Duration;
+//! use tokio_deferred::{defer_later, gather_results};
+//!
+//! #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! async fn main() {
+//!     let pages = ["a", "b", "c"].map(|name| defer_later(Duration::from_secs(1), move || Ok(name)));
+//!     assert_eq!(gather_results(pages).await.unwrap(), ["a", "b", "c"]);
+//! }
+//! ```
+//!
 //! # How it works
 //!
 //! Everything here is push-based, like Twisted: each input gets one link at

@@ -4,16 +4,16 @@
 //! ```
 //! use tokio_deferred::{Failure, LocalDeferred};
 //!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() {
-//! let (d, resolver) = LocalDeferred::<u32>::new();
-//! let d = d
-//!     .add_callback(|x| Ok(x * 2))
-//!     .add_callback(|x| Ok(format!("#{x}")))
-//!     .add_errback(|f: Failure| Ok(format!("failed: {f}")));
-//! resolver.callback(21).unwrap();
-//! assert_eq!(d.await.unwrap(), "#42");
-//! # }
+//! #[tokio::main(flavor = "current_thread")]
+//! async fn main() {
+//!     let (d, resolver) = LocalDeferred::<u32>::new();
+//!     let d = d
+//!         .add_callback(|x| Ok(x * 2))
+//!         .add_callback(|x| Ok(format!("#{x}")))
+//!         .add_errback(|f: Failure| Ok(format!("failed: {f}")));
+//!     resolver.callback(21).unwrap();
+//!     assert_eq!(d.await.unwrap(), "#42");
+//! }
 //! ```
 //!
 //! # When to pick it
@@ -102,6 +102,7 @@ use std::task::{Context, Poll};
 use crate::error::AlreadyCalledError;
 use crate::failure::Failure;
 
+mod canceller_from;
 mod chain;
 
 use chain::{Inner, Link, Probe, Res, SourceOf, Typed, new_inner};

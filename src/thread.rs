@@ -7,8 +7,8 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! let d = defer_to_thread(|| "12".parse::<u32>()) // runs on a blocking thread
-//!     .add_callback(|n| Ok(n * 2));               // runs on the runtime
+//! let d = defer_to_thread(|| Ok("12".parse::<u32>()?)) // runs on a blocking thread
+//!     .add_callback(|n| Ok(n * 2));                    // runs on the runtime
 //! assert_eq!(d.await.unwrap(), 24);
 //! # }
 //! ```
@@ -38,8 +38,9 @@ use crate::{Deferred, Failure, Resolver, ensure_deferred, fail, maybe_deferred};
 ///   [`RuntimeShutdownError`]; a call whose `f` finished still gets its
 ///   result, fired on whichever thread drops the pending work (there is no
 ///   runtime left to run callbacks on; Twisted would never fire it).
-/// * `f` returns a `Result`; its error, or a panic in `f`, becomes a
-///   [`Failure`].
+/// * `f` returns `Result<T, Failure>`, as a callback does: `Ok(v)` needs no
+///   type annotation, and `?` converts any error (`Ok(std::fs::read(p)?)`).
+///   A panic in `f` becomes a [`Failure`] too.
 /// * Cancelling the Deferred fails it with
 ///   [`CancelledError`](crate::CancelledError) at once. The thread cannot be
 ///   stopped: it runs on, and its result is dropped quietly when it comes
@@ -56,11 +57,10 @@ use crate::{Deferred, Failure, Resolver, ensure_deferred, fail, maybe_deferred};
 /// assert!(d.await.unwrap_err().is_panic());
 /// # }
 /// ```
-pub fn defer_to_thread<F, T, E>(f: F) -> Deferred<T>
+pub fn defer_to_thread<F, T>(f: F) -> Deferred<T>
 where
-    F: FnOnce() -> Result<T, E> + Send + 'static,
+    F: FnOnce() -> Result<T, Failure> + Send + 'static,
     T: Send + 'static,
-    E: Into<Failure> + 'static,
 {
     match Handle::try_current() {
         Ok(handle) => defer_to_thread_pool(&handle, f),
@@ -82,14 +82,13 @@ where
 ///     .max_blocking_threads(2)
 ///     .build()
 ///     .unwrap();
-/// let d = defer_to_thread_pool(rt.handle(), || Ok::<_, std::io::Error>(3 + 4));
+/// let d = defer_to_thread_pool(rt.handle(), || Ok(3 + 4));
 /// assert_eq!(rt.block_on(d).unwrap(), 7);
 /// ```
-pub fn defer_to_thread_pool<F, T, E>(handle: &Handle, f: F) -> Deferred<T>
+pub fn defer_to_thread_pool<F, T>(handle: &Handle, f: F) -> Deferred<T>
 where
-    F: FnOnce() -> Result<T, E> + Send + 'static,
+    F: FnOnce() -> Result<T, Failure> + Send + 'static,
     T: Send + 'static,
-    E: Into<Failure> + 'static,
 {
     let (d, resolver) = Deferred::<T>::new();
     // Fails the Deferred if Tokio panics in `spawn_blocking` (it does when
@@ -106,7 +105,7 @@ where
     let spawned = catch_unwind(AssertUnwindSafe(|| {
         handle.spawn_blocking(move || {
             let result = match catch_unwind(AssertUnwindSafe(f)) {
-                Ok(r) => r.map_err(Into::into),
+                Ok(r) => r,
                 Err(payload) => Err(Failure::from_panic(payload)),
             };
             delivery.deliver(result);

@@ -3,6 +3,7 @@
 //! crate root.
 
 pub(crate) mod clock;
+pub mod cooperator;
 pub(crate) mod later;
 pub(crate) mod looping;
 pub mod timeout;

@@ -291,3 +291,96 @@ fn cancelling_deferreds_that_wait_on_each_other_returns() {
     handle.cancel();
     assert!(a_cell.lock().unwrap().is_none());
 }
+
+// ---------------------------------------------------------------------------
+// with_canceller_from: the canceller is made from the Resolver (Twisted's
+// `d = Deferred(lambda _: call.cancel()); call = reactor.callLater(5,
+// d.callback, v)`).
+// ---------------------------------------------------------------------------
+
+/// The `callLater` shape on a ManualClock.
+fn call_later_deferred(clock: &ManualClock, value: u32) -> Deferred<u32> {
+    Deferred::with_canceller_from(|resolver: Resolver<u32>| {
+        let call = clock.call_later(std::time::Duration::from_secs(5), move || {
+            let _ = resolver.callback(value);
+        });
+        move |_: &Resolver<u32>| {
+            let _ = call.cancel();
+        }
+    })
+}
+
+#[test]
+fn a_canceller_made_from_the_resolver_stops_the_timer_that_holds_it() {
+    let clock = ManualClock::new();
+    let d = call_later_deferred(&clock, 7);
+    assert_eq!(clock.pending_calls().len(), 1);
+    d.cancel();
+    assert!(clock.pending_calls().is_empty());
+    assert!(failure_result_of(&d).is::<CancelledError>());
+    clock.advance(std::time::Duration::from_secs(10)); // nothing left to run
+
+    // Not cancelled: the timer fires it, and a late cancel does nothing.
+    let d = call_later_deferred(&clock, 8);
+    clock.advance(std::time::Duration::from_secs(5));
+    d.cancel();
+    assert_eq!(success_result_of(&d), 8);
+}
+
+#[test]
+fn a_canceller_from_a_resolver_that_fired_at_once_is_dropped_unused() {
+    let (ran, r) = counter();
+    let d = Deferred::<u8>::with_canceller_from(|resolver| {
+        resolver.callback(1).unwrap();
+        move |_: &Resolver<u8>| {
+            r.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    d.cancel();
+    assert_eq!(success_result_of(&d), 1);
+    assert_eq!(ran.load(Ordering::SeqCst), 0);
+    // Dropped: nothing holds the counter's other handle any more.
+    assert_eq!(Arc::strong_count(&ran), 1);
+}
+
+#[test]
+fn a_panic_while_making_the_canceller_fails_the_deferred() {
+    let d = Deferred::<u8>::with_canceller_from(|_resolver| -> fn(&Resolver<u8>) {
+        panic!("could not start");
+    });
+    let f = failure_result_of(&d);
+    assert!(f.is_panic(), "{f}");
+    assert!(f.to_string().contains("could not start"), "{f}");
+}
+
+#[test]
+fn a_resolver_dropped_by_make_fails_the_deferred_as_any_other() {
+    let d = Deferred::<u8>::with_canceller_from(|resolver| {
+        drop(resolver);
+        |_: &Resolver<u8>| {}
+    });
+    assert!(failure_result_of(&d).is::<ResolverDroppedError>());
+}
+
+#[test]
+fn local_deferred_with_canceller_from_runs_the_canceller_it_made() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let pending: Rc<RefCell<Vec<LocalResolver<u8>>>> = Rc::default();
+    let timers = pending.clone();
+    let d = LocalDeferred::with_canceller_from(move |resolver| {
+        timers.borrow_mut().push(resolver);
+        move |r: &LocalResolver<u8>| {
+            timers.borrow_mut().clear();
+            r.callback(9).unwrap();
+        }
+    });
+    d.cancel();
+    assert!(pending.borrow().is_empty());
+    assert_eq!(d.try_take().unwrap().unwrap(), 9);
+
+    let d = LocalDeferred::<u8>::with_canceller_from(|_resolver| -> fn(&LocalResolver<u8>) {
+        panic!("no timer")
+    });
+    assert!(d.try_take().unwrap().unwrap_err().is_panic());
+}

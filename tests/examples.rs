@@ -305,3 +305,43 @@ async fn local_protocol_answers_in_order_and_chains_the_follow_up() {
         ]
     );
 }
+
+#[allow(dead_code)]
+#[path = "../examples/job_runner.rs"]
+mod job_runner;
+
+/// A transcript recorded by running the Twisted version of an example
+/// (`examples/twisted/<name>.py`) with Twisted 26.10; `.ci/run` records it
+/// again and checks that it did not change.
+fn twisted_transcript(name: &str) -> Vec<String> {
+    let path = format!("{}/examples/twisted/{name}.txt", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+// A DeferredQueue job runner with task.cooperate under task.react: the
+// same lines as the Twisted program, in the same order, on the paused clock
+// of a current-thread runtime (react's kind).
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn job_runner_prints_what_twisted_prints() {
+    let out = job_runner::Printer::default();
+    job_runner::run(&out).await.unwrap();
+    assert_eq!(out.lines(), twisted_transcript("job_runner"));
+}
+
+#[allow(dead_code)]
+#[path = "../examples/cancel_walkthrough.rs"]
+mod cancel_walkthrough;
+
+// Twelve cancels (before and after the fire, with and without a canceller,
+// a callLater canceller, a chain, a coroutine): the same lines as the
+// Twisted program.
+#[tokio::test(flavor = "current_thread")]
+async fn cancel_walkthrough_prints_what_twisted_prints() {
+    let out = cancel_walkthrough::Printer::default();
+    cancel_walkthrough::run(&out).await;
+    assert_eq!(out.lines(), twisted_transcript("cancel_walkthrough"));
+}

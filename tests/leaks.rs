@@ -51,6 +51,12 @@ fn common_paths_free_everything() {
     // The default hook prints a backtrace, whose symbolization cache grows
     // lazily and would be counted as a leak.
     std::panic::set_hook(Box::new(|_| {}));
+    // A subscriber that writes nowhere: with none, unhandled failures are
+    // printed to stderr, and the test harness keeps what is printed.
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(std::io::sink)
+        .finish();
+    tracing::subscriber::set_global_default(subscriber).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

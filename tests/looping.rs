@@ -234,6 +234,61 @@ fn with_count_counts_only_whole_intervals() {
     assert_eq!(times.lock().unwrap().pop(), Some((secs(1.5), 2)));
 }
 
+// Twisted: test_task.py LoopTests.test_countLengthyIntervalCounts (its
+// own numbers)
+#[test]
+fn with_count_does_not_count_a_late_call_twice() {
+    let clock = ManualClock::new();
+    let (lc, times) = counting(&clock);
+    let _done = lc.start(secs(0.5), true).unwrap();
+    assert_eq!(times.lock().unwrap().pop(), Some((secs(0.0), 1)));
+    clock.advance(secs(0.51));
+    assert_eq!(times.lock().unwrap().pop(), Some((secs(0.51), 1)));
+    clock.advance(secs(0.875));
+    assert_eq!(times.lock().unwrap().pop(), Some((secs(1.385), 1)));
+    clock.advance(secs(0.125));
+    assert_eq!(times.lock().unwrap().pop(), Some((secs(1.51), 1)));
+}
+
+// `reset()` moves the start: the last call, now less than one interval
+// before it, is in interval 0 (Twisted's `_intervalOf` truncates toward
+// zero), so the next call counts 1, not 2. Expected values from Twisted
+// 26.10 run on the same schedule.
+#[test]
+fn with_count_after_reset_counts_from_the_new_start() {
+    let clock = ManualClock::new();
+    let (lc, times) = counting(&clock);
+    let _done = lc.start(secs(1.0), true).unwrap();
+    clock.advance(secs(0.5));
+    lc.reset().unwrap();
+    clock.pump(&[secs(0.5), secs(0.5)]);
+    assert_eq!(taken(&times), [(secs(0.0), 1), (secs(1.5), 1)]);
+    clock.pump(&[secs(0.5), secs(2.25), secs(0.75)]);
+    assert_eq!(
+        taken(&times),
+        [
+            (secs(0.0), 1),
+            (secs(1.5), 1),
+            (secs(4.25), 2),
+            (secs(5.0), 1)
+        ]
+    );
+
+    let clock = ManualClock::new();
+    let (lc, times) = counting(&clock);
+    let _done = lc.start(secs(1.0), false).unwrap();
+    clock.advance(secs(1.0));
+    clock.advance(secs(0.25));
+    lc.reset().unwrap();
+    clock.advance(secs(0.5));
+    lc.reset().unwrap();
+    clock.pump(&[secs(1.0), secs(3.5)]);
+    assert_eq!(
+        taken(&times),
+        [(secs(1.0), 1), (secs(2.75), 1), (secs(6.25), 3)]
+    );
+}
+
 // Twisted: test_task.py LoopTests.test_withCountFloatingPointBoundary
 #[test]
 fn with_count_adds_up_to_the_elapsed_intervals_and_is_never_zero() {

@@ -26,6 +26,19 @@ fn public_types_are_send_and_sync() {
     is_send::<CancelOnDrop<u8>>();
     is_send::<AlreadyCalledError<u8>>();
     is_sync::<AlreadyCalledError<u8>>();
+    is_send::<Cooperator>();
+    is_sync::<Cooperator>();
+    is_clone::<Cooperator>();
+    is_send::<CooperativeTask>();
+    is_sync::<CooperativeTask>();
+    is_clone::<CooperativeTask>();
+    is_send::<CooperativeStep>();
+    is_send::<QueueStream<u8>>();
+    is_unpin::<QueueStream<u8>>();
+    is_send::<TaskFinished>();
+    is_sync::<TaskFinished>();
+    is_send::<SystemExit>();
+    is_sync::<SystemExit>();
 }
 
 #[test]

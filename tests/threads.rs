@@ -31,8 +31,32 @@ async fn defer_to_thread_returns_the_result() {
 // Twisted: test_threads.py DeferredResultTests.test_deferredFailure
 #[tokio::test]
 async fn defer_to_thread_error_becomes_a_failure() {
-    let d = defer_to_thread(|| -> Result<(), NewError> { Err(NewError) });
+    let d = defer_to_thread(|| -> Result<(), _> { Err(NewError.into()) });
     assert!(d.await.unwrap_err().is::<NewError>());
+}
+
+// The closure returns `Result<T, Failure>`, as a callback does: `Ok(v)`
+// needs no annotation, and `?` converts any error.
+#[tokio::test]
+async fn defer_to_thread_infers_ok_and_converts_errors_with_question_mark() {
+    fn blocking_call() -> u32 {
+        7
+    }
+    let d = defer_to_thread(|| Ok(blocking_call()));
+    assert_eq!(d.await.unwrap(), 7);
+
+    let d = defer_to_thread(|| Ok("12".parse::<u32>()? * 2));
+    assert_eq!(d.await.unwrap(), 24);
+
+    let d = defer_to_thread(|| Ok("twelve".parse::<u32>()?));
+    assert!(d.await.unwrap_err().is::<std::num::ParseIntError>());
+
+    let rt = tokio::runtime::Handle::current();
+    let d = defer_to_thread_pool(&rt, || {
+        let n: u8 = "300".parse()?;
+        Ok(n)
+    });
+    assert!(d.await.unwrap_err().is::<std::num::ParseIntError>());
 }
 
 // Twisted: test_threads.py DeferredResultTests.test_deferredFailureAfterSuccess
@@ -206,7 +230,7 @@ fn defer_to_thread_pool_returns_the_result() {
 #[test]
 fn defer_to_thread_pool_error_becomes_a_failure() {
     let rt = private_pool();
-    let d = defer_to_thread_pool(rt.handle(), || -> Result<(), NewError> { Err(NewError) });
+    let d = defer_to_thread_pool(rt.handle(), || -> Result<(), _> { Err(NewError.into()) });
     assert!(rt.block_on(d).unwrap_err().is::<NewError>());
 }
 

@@ -22,6 +22,15 @@
 //! last handle to it goes away, exactly one `tracing` event is emitted at
 //! `ERROR` level with target `tokio_deferred::unhandled` (Twisted logs
 //! "Unhandled error in Deferred" when the Deferred is garbage collected).
+//! With no `tracing` subscriber installed, the report is one plain line on
+//! stderr instead (Twisted prints it even when logging was never started).
+//!
+//! A Deferred that never fired is not an error: when its last Resolver goes
+//! away it fails with [`ResolverDroppedError`] for whoever awaits it (or,
+//! for a `defer_to_thread` whose runtime shut down before the function ran,
+//! with [`RuntimeShutdownError`]), but that failure (alone or as the cause
+//! of another, such as a [`FirstError`](crate::FirstError)) is never
+//! reported (Twisted collects an unfired Deferred silently).
 
 use std::backtrace::Backtrace;
 use std::collections::HashMap;
@@ -30,7 +39,8 @@ use std::panic::Location;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::Failure;
+use crate::error::{FailureGroup, ResolverDroppedError, RuntimeShutdownError};
+use crate::{Failure, FailureError};
 
 static DEBUGGING: AtomicBool = AtomicBool::new(false);
 
@@ -141,13 +151,32 @@ pub(crate) fn describe(created: &'static Location<'static>, key: Option<usize>) 
     s.into()
 }
 
-/// Emits the one event for an unhandled failure.
+/// Emits the one report of an unhandled failure: a `tracing` event, or
+/// with no subscriber a line on stderr. A failure caused by a Deferred that
+/// never fired is not reported.
 pub(crate) fn report_unhandled(
     failure: &Failure,
     created: &'static Location<'static>,
     fired: Option<&'static Location<'static>>,
     describe: &str,
 ) {
+    if never_fired(failure) {
+        return;
+    }
+    if tracing_is_off() {
+        let mut line = format!("Unhandled error in Deferred: {failure} (created at {created}");
+        if let Some(at) = fired {
+            let _ = write!(line, ", first fired at {at}");
+        }
+        line.push(')');
+        // With debugging on, the backtraces follow (Twisted's " C:"/" I:").
+        if let Some((_, traces)) = describe.split_once('\n') {
+            line.push('\n');
+            line.push_str(traces.trim_end());
+        }
+        write_stderr(&line);
+        return;
+    }
     let fired = fired
         .map(|l| l.to_string())
         .unwrap_or_else(|| "-".to_owned());
@@ -160,4 +189,47 @@ pub(crate) fn report_unhandled(
         debug = %describe,
         "Unhandled error in Deferred: {failure}"
     );
+}
+
+/// Whether `failure` is, or was caused by, a [`ResolverDroppedError`] or a
+/// [`RuntimeShutdownError`]: the end of a Deferred that never fired. A
+/// [`FailureGroup`] counts as such only if every failure in it does.
+fn never_fired(failure: &Failure) -> bool {
+    let mut error: Option<&(dyn std::error::Error + 'static)> = Some(failure.error());
+    while let Some(e) = error {
+        if e.is::<ResolverDroppedError>() || e.is::<RuntimeShutdownError>() {
+            return true;
+        }
+        if let Some(group) = e.downcast_ref::<FailureGroup>() {
+            return !group.failures.is_empty() && group.failures.iter().all(never_fired);
+        }
+        if let Some(inner) = e.downcast_ref::<FailureError>() {
+            return never_fired(&inner.0);
+        }
+        error = e.source();
+    }
+    false
+}
+
+/// Whether no `tracing` subscriber would see an event from this thread:
+/// neither a global default nor a scoped one is set.
+pub(crate) fn tracing_is_off() -> bool {
+    tracing::dispatcher::get_default(|d| d.is::<tracing::subscriber::NoSubscriber>())
+}
+
+/// Writes one report to stderr, with no colour codes. Through `eprintln!`
+/// (so a test harness captures it with the test's output), except during a
+/// panic, where a failed write must not panic again: then, and if
+/// `eprintln!` itself fails, the write error is ignored (there is nowhere
+/// left to report it).
+pub(crate) fn write_stderr(text: &str) {
+    if !std::thread::panicking() {
+        let _ = std::panic::catch_unwind(|| eprintln!("{text}"));
+        return;
+    }
+    use std::io::Write as _;
+    let mut buf = String::with_capacity(text.len() + 1);
+    buf.push_str(text);
+    buf.push('\n');
+    let _ = std::io::stderr().lock().write_all(buf.as_bytes());
 }

@@ -112,6 +112,13 @@ impl<T: Send + 'static> Resolver<T> {
     pub fn is_called(&self) -> bool {
         self.inner.is_called()
     }
+
+    /// Drops this Resolver, which the library function `owner` made and
+    /// held: if it was the last one of an unfired Deferred, the
+    /// [`ResolverDroppedError`](crate::ResolverDroppedError) names `owner`.
+    pub(crate) fn release_as(self, owner: &'static str) {
+        self.inner.drop_last_resolver_as(owner);
+    }
 }
 
 impl<T: Send + 'static> Clone for Resolver<T> {
@@ -131,6 +138,44 @@ impl<T: Send + 'static> fmt::Debug for Resolver<T> {
         f.debug_struct("Resolver")
             .field("called", &self.inner.is_called())
             .field("created", &format_args!("{}", self.inner.created_at()))
+            .finish()
+    }
+}
+
+/// A [`Resolver`] held by the library function `owner` (a timer, a task, a
+/// queue): dropped unfired, it fails its Deferred with a
+/// [`ResolverDroppedError`](crate::ResolverDroppedError) that names `owner`.
+pub(crate) struct OwnedResolver<T: Send + 'static> {
+    resolver: Resolver<T>,
+    owner: &'static str,
+}
+
+impl<T: Send + 'static> OwnedResolver<T> {
+    pub(crate) fn new(resolver: Resolver<T>, owner: &'static str) -> Self {
+        OwnedResolver { resolver, owner }
+    }
+}
+
+impl<T: Send + 'static> std::ops::Deref for OwnedResolver<T> {
+    type Target = Resolver<T>;
+    fn deref(&self) -> &Resolver<T> {
+        &self.resolver
+    }
+}
+
+impl<T: Send + 'static> Drop for OwnedResolver<T> {
+    /// Fails the Deferred naming the owner if this is its last Resolver;
+    /// the Resolver's own drop that follows is then a no-op.
+    fn drop(&mut self) {
+        self.resolver.inner.drop_last_resolver_as(self.owner);
+    }
+}
+
+impl<T: Send + 'static> fmt::Debug for OwnedResolver<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnedResolver")
+            .field("resolver", &self.resolver)
+            .field("owner", &self.owner)
             .finish()
     }
 }

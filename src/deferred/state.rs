@@ -695,13 +695,35 @@ impl<T: Send + 'static> Inner<T> {
     #[inline]
     pub(crate) fn drop_resolver(self: &Arc<Self>) {
         if !self.is_called() && self.resolvers.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.resolvers_gone();
+            self.resolvers_gone(None);
         }
+    }
+
+    /// A Resolver that the library function `owner` made and holds is about
+    /// to be dropped: if it is the last one of an unfired Deferred, fails
+    /// the Deferred now, naming `owner` (the drop that follows is then a
+    /// no-op).
+    pub(crate) fn drop_last_resolver_as(self: &Arc<Self>, owner: &'static str) {
+        if !self.is_called() && self.resolvers.load(Ordering::Acquire) == 1 {
+            self.resolvers_gone(Some(owner));
+        }
+    }
+
+    /// Installs the canceller of a Deferred made without one, if it has
+    /// not fired (`Deferred::with_canceller_from`); else drops it.
+    pub(crate) fn set_canceller(&self, canceller: Box<dyn CancelFn<T>>) {
+        let mut st = self.lock();
+        if let Rest::Unfired(slot @ None) = &mut st.rest {
+            *slot = Some(canceller);
+            return;
+        }
+        drop(st);
+        drop(canceller);
     }
 
     /// Every Resolver was dropped.
     #[cold]
-    fn resolvers_gone(self: &Arc<Self>) {
+    fn resolvers_gone(self: &Arc<Self>, owner: Option<&'static str>) {
         let created = {
             let st = self.lock();
             if self.flags() & CALLED != 0 {
@@ -709,9 +731,7 @@ impl<T: Send + 'static> Inner<T> {
             }
             st.created
         };
-        let failure = Failure::new(crate::error::ResolverDroppedError {
-            created: created.to_string(),
-        });
+        let failure = Failure::new(crate::error::ResolverDroppedError::new(created, owner));
         self.fail_if_unfired(failure, created);
     }
 

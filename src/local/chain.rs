@@ -987,9 +987,7 @@ impl<T> Drop for SourceOf<T> {
         if n == 0 && !inner.fired.get() {
             fire_failure(
                 inner,
-                Failure::new(ResolverDroppedError {
-                    created: inner.created.to_string(),
-                }),
+                Failure::new(ResolverDroppedError::new(inner.created, None)),
             );
         }
     }

@@ -232,6 +232,8 @@ impl Permit for DeferredLockGuard {
     fn handle(pool: Arc<Pool<Self>>) -> DeferredLock {
         DeferredLock { pool }
     }
+
+    const OWNER: &'static str = "tokio_deferred::DeferredLock::acquire";
 }
 
 impl Drop for DeferredLockGuard {

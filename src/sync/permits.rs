@@ -63,6 +63,9 @@ pub(crate) trait Permit: Send + Sized + 'static {
     type Handle: Send + 'static;
     /// The handle on `pool`.
     fn handle(pool: Arc<Pool<Self>>) -> Self::Handle;
+    /// What queues the waiters (named by the `ResolverDroppedError` of a
+    /// waiter whose pool went away).
+    const OWNER: &'static str;
 }
 
 /// A queued acquire: `acquire_guard()` waits for a permit, `acquire()` for
@@ -567,6 +570,19 @@ impl Drop for Delivering {
                     d.remove(i);
                 }
             });
+        }
+    }
+}
+
+impl<P: Permit> Drop for Pool<P> {
+    /// Nobody holds the pool any more: its waiters never fire.
+    fn drop(&mut self) {
+        let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        for (_, waiter) in std::mem::take(&mut st.waiting) {
+            match waiter {
+                Waiter::Guard(resolver) => resolver.release_as(P::OWNER),
+                Waiter::Handle(resolver) => resolver.release_as(P::OWNER),
+            }
         }
     }
 }

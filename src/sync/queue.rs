@@ -36,6 +36,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::error::{CancelledError, QueueOverflow, QueueUnderflow};
 use crate::{Deferred, Resolver};
 
+pub(crate) mod stream;
+
 struct QueueState<T: Send + 'static> {
     pending: VecDeque<T>,
     waiting: BTreeMap<u64, Resolver<T>>,
@@ -151,6 +153,23 @@ impl<T: Send + 'static> DeferredQueue<T> {
         }
     }
 
+    /// Gives back a value that was taken out of the queue but not used (a
+    /// dropped [`QueueStream`](stream::QueueStream)'s): to the oldest
+    /// waiting `get`, else to the front of the buffer, whatever `size` says.
+    pub(crate) fn put_back(&self, value: T) {
+        let mut value = value;
+        let mut st = self.inner.lock();
+        while let Some((_, resolver)) = st.waiting.pop_first() {
+            drop(st);
+            match resolver.callback(value) {
+                Ok(()) => return,
+                Err(refused) => value = refused.into_inner(),
+            }
+            st = self.inner.lock();
+        }
+        st.pending.push_front(value);
+    }
+
     /// A Deferred for the next value: already fired if a value is buffered,
     /// else fired by a later [`put`](Self::put), in the order the `get`s
     /// were made.
@@ -192,6 +211,16 @@ impl<T: Send + 'static> DeferredQueue<T> {
         });
         st.waiting.insert(id, resolver);
         Ok(d)
+    }
+}
+
+impl<T: Send + 'static> Drop for QueueInner<T> {
+    /// The last handle went with `get`s waiting: they never fire.
+    fn drop(&mut self) {
+        let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        for (_, resolver) in std::mem::take(&mut st.waiting) {
+            resolver.release_as("tokio_deferred::DeferredQueue::get");
+        }
     }
 }
 

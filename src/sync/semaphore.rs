@@ -191,6 +191,8 @@ impl Permit for DeferredSemaphoreGuard {
     fn handle(pool: Arc<Pool<Self>>) -> DeferredSemaphore {
         DeferredSemaphore { pool }
     }
+
+    const OWNER: &'static str = "tokio_deferred::DeferredSemaphore::acquire";
 }
 
 impl Drop for DeferredSemaphoreGuard {

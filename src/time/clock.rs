@@ -37,6 +37,7 @@
 use std::cmp::{Ordering as CmpOrdering, Reverse};
 use std::collections::BinaryHeap;
 use std::fmt;
+use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -699,7 +700,38 @@ impl fmt::Debug for TokioClock {
 
 /// The task behind one TokioClock call: sleeps until due, waking early when
 /// the call is reset or cancelled.
-async fn run_tokio_call(call: Arc<CallShared>) {
+fn run_tokio_call(call: Arc<CallShared>) -> impl Future<Output = ()> + Send + 'static {
+    // Made here, not in the body: the task may be dropped before its first
+    // poll.
+    let unrun = Unrun(call.clone());
+    async move {
+        let _unrun = unrun;
+        sleep_and_run(&call).await;
+    }
+}
+
+/// Goes with a TokioClock call's task. If the task is dropped before the
+/// call ran (its runtime shut down), the call is cancelled: it can never
+/// run, and its function, with whatever it holds (a Resolver, often), is
+/// dropped now instead of living on in the `DelayedCall` handles.
+struct Unrun(Arc<CallShared>);
+
+impl Drop for Unrun {
+    fn drop(&mut self) {
+        let func = {
+            let mut st = lock(&self.0.state);
+            if st.status == Status::Pending {
+                st.status = Status::Cancelled;
+                st.func.take()
+            } else {
+                None
+            }
+        };
+        drop(func); // outside the call's lock: it may run user code
+    }
+}
+
+async fn sleep_and_run(call: &CallShared) {
     let Backend::Tokio { epoch, notify } = &call.backend else {
         return;
     };

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::deferred::IntoOutcome;
+use crate::deferred::resolver::OwnedResolver;
 use crate::error::{CancelledError, RuntimeRequiredError};
 use crate::time::clock::{Clock, DelayedCall};
 use crate::{Deferred, Resolver, fail};
@@ -105,6 +106,7 @@ where
         }
     });
     let d = d.add_callback(move |()| f());
+    let resolver = OwnedResolver::new(resolver, "tokio_deferred::defer_later_with_clock");
     let call = clock.call_later(delay, move || {
         let _ = resolver.callback(());
     });

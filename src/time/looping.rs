@@ -35,9 +35,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::deferred::IntoOutcome;
+use crate::deferred::resolver::OwnedResolver;
 use crate::error::LoopingCallError;
 use crate::time::clock::{Clock, DelayedCall, TokioClock};
-use crate::{Deferred, Failure, Resolver, maybe_deferred};
+use crate::{Deferred, Failure, maybe_deferred};
 
 type LoopFn = Box<dyn FnMut(u64) -> Deferred<()> + Send + 'static>;
 
@@ -54,7 +55,7 @@ struct LoopState {
     /// The pending timer for the next run, if any.
     call: Option<DelayedCall>,
     /// Fires the Deferred returned by `start`.
-    resolver: Option<Resolver<LoopingCall>>,
+    resolver: Option<OwnedResolver<LoopingCall>>,
     /// For `with_count`: when the function last ran.
     last_time: Option<Duration>,
     with_count: bool,
@@ -174,7 +175,10 @@ impl LoopingCall {
                 return Err(LoopingCallError::AlreadyRunning);
             }
             st.running = true;
-            st.resolver = Some(resolver);
+            st.resolver = Some(OwnedResolver::new(
+                resolver,
+                "tokio_deferred::LoopingCall::start",
+            ));
             st.start_time = st.clock.now();
             st.interval = interval;
             st.run_at_start = now;
@@ -290,13 +294,16 @@ impl LoopingCall {
     }
 
     /// Which interval `t` falls in (Twisted's `_intervalOf`), in nanoseconds
-    /// arithmetic so boundaries are exact.
+    /// arithmetic so boundaries are exact. Like Twisted's `int(elapsed /
+    /// interval)`, it truncates toward zero: a time less than one interval
+    /// before the start is in interval 0, not -1.
     fn interval_of(t: i128, start: i128, interval: i128) -> i128 {
-        (t - start).div_euclid(interval)
+        (t - start) / interval
     }
 
     /// One run (Twisted's `__call__`).
     fn run_once(&self) {
+        // What to call the function with; `None`: skip this run.
         let count = {
             let mut st = lock(&self.inner.state);
             st.call = None;
@@ -315,23 +322,30 @@ impl LoopingCall {
                     };
                     let count = Self::interval_of(now.as_nanos() as i128, start, interval)
                         - Self::interval_of(last, start, interval);
-                    st.last_time = Some(now);
-                    Some(count.max(1) as u64)
+                    if count > 0 {
+                        st.last_time = Some(now);
+                        Some(count as u64)
+                    } else {
+                        // No whole interval went by: as in Twisted, the
+                        // function is not called this time.
+                        None
+                    }
                 }
             } else {
-                None
+                // A plain loop's function ignores the count.
+                Some(1)
             }
         };
-        let func = lock(&self.inner.func).take();
-        let d = match func {
-            Some(mut func) => {
-                let d = maybe_deferred(|| func(count.unwrap_or(1)));
+        let func = count.and_then(|_| lock(&self.inner.func).take());
+        let d = match (func, count) {
+            (Some(mut func), Some(count)) => {
+                let d = maybe_deferred(|| func(count));
                 *lock(&self.inner.func) = Some(func);
                 d
             }
-            // Only reachable if the function restarts its own loop from
-            // inside itself; that nested run is skipped.
-            None => crate::succeed(()),
+            // Skipped, or the function restarts its own loop from inside
+            // itself (that nested run is skipped).
+            _ => crate::succeed(()),
         };
         let on_ok = self.clone();
         let on_err = self.clone();

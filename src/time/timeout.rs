@@ -25,6 +25,20 @@
 //! clock.advance(Duration::from_secs(15));
 //! assert!(d.try_take().unwrap().unwrap_err().is::<TimeoutError>());
 //! ```
+//!
+//! On the runtime's clock (Tokio's paused clock in tests):
+//!
+//! ```
+//! use std::time::Duration;
+//! use tokio_deferred::{defer_later, TimeoutError};
+//!
+//! #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! async fn main() {
+//!     let slow = defer_later(Duration::from_secs(60), || Ok("too late"));
+//!     let d = slow.add_timeout(Duration::from_secs(5));
+//!     assert!(d.await.unwrap_err().is::<TimeoutError>());
+//! }
+//! ```
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -309,9 +309,13 @@ pub(super) fn schedule(handle: &Handle, delay: Duration, resolver: Resolver<()>)
     });
     let Some(resolver) = resolver else { return };
     if let Err(resolver) = lookup(handle, id).push(delay, resolver) {
-        drop(resolver); // the runtime is shutting down
+        resolver.release_as(OWNER); // the runtime is shutting down
     }
 }
+
+/// The function whose Resolvers the driver holds (named by the
+/// `ResolverDroppedError` of a call its runtime's shutdown dropped).
+const OWNER: &str = "tokio_deferred::defer_later";
 
 thread_local! {
     /// The driver last used on this thread, with its runtime's id.
@@ -367,7 +371,10 @@ impl Drop for Guard {
         };
         // Outside the lock: each pending Deferred fails with
         // ResolverDroppedError and runs its callbacks here.
-        drop(pending);
+        let (run, heap) = pending;
+        for entry in run.into_iter().chain(heap.into_iter().map(|Reverse(e)| e)) {
+            entry.resolver.release_as(OWNER);
+        }
     }
 }
 
