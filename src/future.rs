@@ -43,12 +43,13 @@ use std::future::Future;
 use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Waker};
 
 use crate::deferred::runner::{Core, cancel_core};
 use crate::deferred::state::{Canceller, CooperativeCancel};
 use crate::error::NoRuntimeError;
+use crate::loom::Mutex;
 use crate::{Deferred, Failure};
 
 thread_local! {
@@ -79,7 +80,6 @@ impl CooperativeCancel for Driver {
         let targets: Vec<Arc<dyn Core>> = self
             .awaiting
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .iter()
             .filter_map(Weak::upgrade)
             .collect();
@@ -90,7 +90,7 @@ impl CooperativeCancel for Driver {
             return true;
         }
         self.cancelled.store(true, Ordering::SeqCst);
-        if let Some(handle) = self.abort.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(handle) = self.abort.lock().take() {
             handle.abort();
         }
         false
@@ -163,10 +163,7 @@ impl Driver {
     /// Forgets what the future awaited at its previous poll.
     #[inline(never)]
     fn clear_awaiting(&self) {
-        self.awaiting
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        self.awaiting.lock().clear();
     }
 
     /// The future awaited Deferreds during the poll that noted entries from
@@ -178,11 +175,7 @@ impl Driver {
         let noted = NOTED.with(|n| n.borrow_mut().split_off(mark));
         LEN.set(mark);
         let driver = driver.get_or_insert_with(Default::default);
-        driver
-            .awaiting
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(noted);
+        driver.awaiting.lock().extend(noted);
     }
 }
 
@@ -256,7 +249,7 @@ where
                 let out = driven.await;
                 let _ = resolver.inner.fire(flatten(out), |r| r, at);
             });
-            *driver.abort.lock().unwrap_or_else(|e| e.into_inner()) = Some(task.abort_handle());
+            *driver.abort.lock() = Some(task.abort_handle());
             if driver.cancelled.load(Ordering::SeqCst) {
                 task.abort();
             }

@@ -42,13 +42,14 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 #[cfg(all(target_has_atomic = "64", not(tokio_deferred_no_atomic64)))]
 use std::sync::atomic::AtomicU64 as FastWord;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::deferred::IntoOutcome;
 use crate::error::CancelledError;
+use crate::loom::{Mutex, MutexGuard};
 use crate::{Deferred, Resolver};
 
 /// A token handed out by a [`Pool`]: the RAII guards implement it.
@@ -243,8 +244,7 @@ impl<P: Permit> Pool<P> {
     }
 
     fn lock(&self) -> Locked<'_, P> {
-        // No user code runs under this lock; recover rather than panic.
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = self.state.lock();
         // Only a holder of the mutex clears SLOW: if it is set, it stays so.
         if self.fast.load(Ordering::Relaxed) & SLOW == 0 {
             let word = self.fast.fetch_or(SLOW, Ordering::AcqRel);
@@ -596,7 +596,7 @@ impl FastWord {
     }
 
     fn word(&self) -> MutexGuard<'_, u64> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.0.lock()
     }
 
     fn load(&self, _: Ordering) -> u64 {

@@ -31,9 +31,10 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use crate::error::{CancelledError, QueueOverflow, QueueUnderflow};
+use crate::loom::{Mutex, MutexGuard};
 use crate::{Deferred, Resolver};
 
 struct QueueState<T: Send + 'static> {
@@ -50,8 +51,7 @@ struct QueueInner<T: Send + 'static> {
 
 impl<T: Send + 'static> QueueInner<T> {
     fn lock(&self) -> MutexGuard<'_, QueueState<T>> {
-        // No user code runs under this lock; recover rather than panic.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock()
     }
 }
 
