@@ -102,9 +102,13 @@ use std::task::{Context, Poll};
 use crate::error::AlreadyCalledError;
 use crate::failure::Failure;
 
-mod chain;
+mod arena;
+mod header;
+mod runner;
+mod state;
 
-use chain::{Inner, Link, Probe, Res, SourceOf, Typed, new_inner};
+use header::{Link, Probe, Res};
+use state::{Inner, SourceOf, Typed, new_inner};
 
 mod private {
     pub trait Sealed {}
@@ -151,7 +155,7 @@ impl<U: 'static> IntoLocalOutcome for LocalDeferred<U> {
 
 // The links below run user code (the closure called, and the drop of the
 // closure not called) inside the `catch_unwind` of the run loop
-// (`chain::run_entry`), so a panic in either becomes the failure. The
+// (`header::run_entry`), so a panic in either becomes the failure. The
 // closure not called is dropped first, before the result is built: a panic
 // in that drop then drops the result as it unwinds.
 
@@ -494,7 +498,7 @@ impl<T: 'static> LocalDeferred<T> {
     /// assert!(d.try_take().unwrap().unwrap_err().is::<CancelledError>());
     /// ```
     pub fn cancel(&self) {
-        chain::cancel(self.typed.inner());
+        runner::cancel(self.typed.inner());
     }
 
     /// A handle that can cancel this Deferred later (from a timer, another
@@ -710,7 +714,7 @@ impl LocalCancelHandle {
     /// ```
     pub fn cancel(&self) {
         if let Some(inner) = self.inner.upgrade() {
-            chain::cancel(&inner);
+            runner::cancel(&inner);
         }
     }
 }
