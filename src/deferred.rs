@@ -55,7 +55,30 @@ mod private {
 /// chaining).
 ///
 /// The error type is fixed to [`Failure`], which lets Rust infer closures
-/// like `|x| Ok(x + 1)` with no annotation.
+/// like `|x| Ok(x + 1)` with no annotation. Name it in bounds of your own
+/// helpers that take a callback (`R: IntoOutcome`); the trait is sealed.
+/// [`LocalDeferred`](crate::LocalDeferred)'s callbacks return its twin,
+/// [`IntoLocalOutcome`](crate::IntoLocalOutcome); both are at the crate
+/// root.
+///
+/// ```
+/// use tokio_deferred::{Deferred, IntoOutcome};
+///
+/// /// Adds `f` as a callback and logs each value on the way.
+/// fn logged<T, R>(d: Deferred<T>, f: impl FnOnce(T) -> R + Send + 'static) -> Deferred<R::Output>
+/// where
+///     T: std::fmt::Debug + Send + 'static,
+///     R: IntoOutcome,
+/// {
+///     d.add_callback(move |v| {
+///         println!("got {v:?}");
+///         f(v)
+///     })
+/// }
+///
+/// let d = logged(tokio_deferred::succeed(20), |v| Ok(v + 1));
+/// assert_eq!(d.try_take().unwrap().unwrap(), 21);
+/// ```
 pub trait IntoOutcome: private::Sealed {
     /// The type of the next value in the chain.
     type Output: Send + 'static;

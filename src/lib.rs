@@ -62,7 +62,17 @@
 //! | `task.LoopingCall(f)`, `.withCount(f)` | [`LoopingCall::new`], [`LoopingCall::with_count`] |
 //! | `threads.deferToThread(f)` / `deferToThreadPool` | [`defer_to_thread`] / [`defer_to_thread_pool`] |
 //! | `threads.blockingCallFromThread(reactor, f)` | [`blocking_call_from_thread`], [`blocking_await_from_thread`] |
-//! | `DeferredFilesystemLock(path).deferUntilLocked(t)` | [`DeferredFilesystemLock::defer_until_locked`] |
+// The table's last row links the item only when the `fs` feature is on.
+#![cfg_attr(
+    feature = "fs",
+    doc = "| `DeferredFilesystemLock(path).deferUntilLocked(t)` | \
+           [`DeferredFilesystemLock::defer_until_locked`] (feature `fs`, on by default) |"
+)]
+#![cfg_attr(
+    not(feature = "fs"),
+    doc = "| `DeferredFilesystemLock(path).deferUntilLocked(t)` | \
+           `DeferredFilesystemLock::defer_until_locked` (feature `fs`, on by default) |"
+)]
 //!
 //! # Where Rust does better
 //!
@@ -92,6 +102,7 @@
 // `SAFETY` comment.
 #![deny(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod deferred;
 mod error;
@@ -110,19 +121,24 @@ pub use deferred::functions::{execute, fail, log_error, maybe_deferred, pass_thr
 pub use deferred::link::Outcome;
 pub use deferred::resolver::Resolver;
 pub use deferred::{CancelHandle, CancelOnDrop, Deferred, IntoOutcome};
+#[cfg(feature = "fs")]
+pub use error::AlreadyTryingToLockError;
 pub use error::{
     AlreadyCalledError, CancelledError, ChainedToSelfError, NoRuntimeError, ResolverDroppedError,
     ResultTakenError, TimeoutError,
 };
 pub use error::{
-    AlreadyTryingToLockError, CalledFromRuntimeError, DelayedCallError, FailureGroup, FirstError,
-    InvalidTokensError, LockNotHeldError, LoopingCallError, QueueOverflow, QueueUnderflow,
-    RuntimeRequiredError, RuntimeShutdownError, TooManyReleasesError,
+    CalledFromRuntimeError, DelayedCallError, FailureGroup, FirstError, InvalidTokensError,
+    LockNotHeldError, LoopingCallError, QueueOverflow, QueueUnderflow, RuntimeRequiredError,
+    RuntimeShutdownError, TooManyReleasesError,
 };
 pub use failure::{Failure, FailureError, MessageError, PanicError};
 pub use future::ensure_deferred;
 pub use list::{DeferredList, Gather, gather_results, gather2, gather3, race};
-pub use local::{LocalCancelHandle, LocalDeferred, LocalResolver};
+#[doc(hidden)]
+pub use local::LocalOutcome;
+pub use local::{IntoLocalOutcome, LocalCancelHandle, LocalDeferred, LocalResolver};
+#[cfg(feature = "fs")]
 pub use sync::fslock::DeferredFilesystemLock;
 pub use sync::lock::{DeferredLock, DeferredLockGuard};
 pub use sync::queue::DeferredQueue;
@@ -261,4 +277,5 @@ pub use thread::{
 /// fn not_async() -> Result<u32, tokio_deferred::Failure> { Ok(1) }
 /// ```
 #[cfg(feature = "macros")]
+#[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
 pub use tokio_deferred_macros::inline_callbacks;

@@ -117,6 +117,33 @@ mod private {
 /// What a [`LocalDeferred`]'s callback or errback may return: `Ok(value)`
 /// or `Err(failure)` (a `Result<U, Failure>`), or a [`LocalDeferred<U>`]
 /// whose result the chain then waits for (Twisted's implicit chaining).
+///
+/// The twin of [`IntoOutcome`](crate::IntoOutcome), which the thread-safe
+/// [`Deferred`](crate::Deferred)'s callbacks return; it is sealed, and
+/// reachable both here and at the crate root
+/// (`tokio_deferred::IntoLocalOutcome`). Name it in bounds of your own
+/// helpers that take a callback.
+///
+/// ```
+/// use tokio_deferred::{IntoLocalOutcome, LocalDeferred};
+///
+/// /// Adds `f` as a callback, counting the calls in `calls`.
+/// fn counted<T: 'static, R: IntoLocalOutcome>(
+///     d: LocalDeferred<T>,
+///     calls: std::rc::Rc<std::cell::Cell<u32>>,
+///     f: impl FnOnce(T) -> R + 'static,
+/// ) -> LocalDeferred<R::Output> {
+///     d.add_callback(move |v| {
+///         calls.set(calls.get() + 1);
+///         f(v)
+///     })
+/// }
+///
+/// let calls = std::rc::Rc::default();
+/// let d = counted(LocalDeferred::succeed(20), std::rc::Rc::clone(&calls), |v| Ok(v + 1));
+/// assert_eq!(d.try_take().unwrap().unwrap(), 21);
+/// assert_eq!(calls.get(), 1);
+/// ```
 pub trait IntoLocalOutcome: private::Sealed + 'static {
     /// The type of the next value in the chain.
     type Output: 'static;

@@ -68,6 +68,10 @@ struct FsInner {
 ///
 /// The lock is released by [`unlock`](Self::unlock) or when the
 /// `DeferredFilesystemLock` is dropped.
+///
+/// Available with the crate's `fs` feature (on by default; it brings in
+/// the `fs4` crate).
+#[cfg_attr(docsrs, doc(cfg(feature = "fs")))]
 pub struct DeferredFilesystemLock {
     inner: Arc<FsInner>,
 }
