@@ -226,11 +226,8 @@ impl<T: Send + 'static> Deferred<T> {
 
     /// Takes the handle apart without running `Drop`: the shared state out
     /// of its field, or else the whole representation (what is left,
-    /// `Gone`, owns nothing). Taking the `Arc` out of its field reads two
-    /// words; moving the whole 56-byte handle out of `self` copied it with
-    /// 16-byte loads over the narrower stores that had just built it, a
-    /// store-forwarding stall on every `add_callback` (BENCHMARKS.md,
-    /// round 12).
+    /// `Gone`, owns nothing). The common case moves only the `Arc` out of
+    /// its field, not the whole handle.
     #[inline]
     fn into_parts(self) -> Result<Arc<dyn Core>, Repr<T>> {
         let mut this = ManuallyDrop::new(self);
@@ -365,8 +362,7 @@ impl<T: Send + 'static> Deferred<T> {
 
     /// Adds a link. The common case (a shared state) is inlined into the
     /// caller, so the handle it returns is built where the caller keeps it
-    /// rather than returned through memory and copied (a store-forwarding
-    /// stall per callback; BENCHMARKS.md, round 12).
+    /// rather than built here and copied.
     #[inline]
     fn push<U, G>(self, g: G) -> Deferred<U>
     where

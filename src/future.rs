@@ -228,9 +228,8 @@ where
     if let Poll::Ready(out) = driven.as_mut().poll(&mut cx) {
         // Finished inline: an already-fired Deferred, like `succeed`/`fail`
         // (nobody can hold it yet, so it needs no canceller), held inline.
-        // The debugging check first: the result is then built where the
-        // handle holds it, not on the stack and copied (a store-forwarding
-        // stall; BENCHMARKS.md, round 12).
+        // The debugging check first, so that the result is built where the
+        // handle holds it, not on the stack and copied.
         if crate::deferred::debug::is_debugging() {
             return Deferred::ready(flatten(out), at);
         }

@@ -87,10 +87,10 @@
 //! * **Threads.** `Deferred<T>` and `Resolver<T>` are `Send + Sync`; a
 //!   Deferred may be fired in one thread while callbacks are added in another.
 //!   No lock is held while user code runs.
-//! * **Cost.** An unfired Deferred and its Resolver are one 96-byte
-//!   allocation and a callback one more; an already-fired Deferred
-//!   ([`succeed`], a free [`DeferredLock`], a future that never suspends) is
-//!   held in the handle and allocates nothing (`BENCHMARKS.md`).
+//! * **Cost.** An unfired Deferred and its Resolver are one allocation and
+//!   a callback one more; an already-fired Deferred ([`succeed`], a free
+//!   [`DeferredLock`], a future that never suspends) is held in the handle
+//!   and allocates nothing (`BENCHMARKS.md` has the sizes and timings).
 //!
 //! See `MIGRATING.md` for every Twisted name and a step-by-step path from
 //! callback chains to `async`/`await`, and `DESIGN.md` for how the state

@@ -47,10 +47,9 @@
 //! Why push rather than `futures::future::join_all` over channels: in a
 //! Tokio task, the coop budget lets a task make 128 resource polls per
 //! turn, after which every Tokio oneshot returns `Pending`, so `join_all`
-//! takes many turns and walks its inputs again on each (quadratic in all).
-//! Measured on 2 cores (`cargo bench --bench gather_scaling`): `join_all`
-//! over oneshots costs 310 ns per element at 1,000 and 6,300 at 40,000;
-//! `gather_results` 135 and 205.
+//! takes many turns and walks its inputs again on each (quadratic in all),
+//! while `gather_results`' cost per input stays flat (`cargo bench --bench
+//! gather_scaling`; `BENCHMARKS.md` has the table).
 //!
 //! # Where each input's result goes (Twisted's `consumeErrors`)
 //!

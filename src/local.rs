@@ -22,13 +22,10 @@
 //! `LocalDeferred`: its handles are neither `Send` nor `Sync`, its
 //! callbacks need not be `Send`, and its own bookkeeping uses no atomic
 //! operation (a [`Failure`] is still an `Arc`, and wakers are the
-//! runtime's). Its
-//! callbacks are kept in one arena per chain instead of a box each, so a
-//! chain of ten callbacks costs less than ten boxed closures in a `Vec`
-//! (`BENCHMARKS.md`, the `chain_10`/`chain_100` rows: the target the
-//! thread-safe [`Deferred`](crate::Deferred) cannot meet, because each
-//! `add_callback` on a `Send` type pays at least one atomic
-//! read-modify-write and a box).
+//! runtime's). Its callbacks are kept in one arena per chain instead of a
+//! box each; the thread-safe [`Deferred`](crate::Deferred) allocates a box
+//! and takes a lock for every `add_callback`. `BENCHMARKS.md` compares the
+//! two on chains of 10 and 100 callbacks.
 //!
 //! * Pick [`LocalDeferred`] for callback chains built and fired on one
 //!   thread: a port of single-reactor Twisted code, a parser or protocol
@@ -41,9 +38,10 @@
 //!   `gather_results`, the locks, queues, timeouts and `defer_*`
 //!   functions (which are built on it), and for many Deferreds kept
 //!   pending with no callbacks: a `Deferred` and its resolver are one
-//!   96-byte allocation, a `LocalDeferred` one of 368 bytes (its state,
-//!   with room for its first few callbacks; longer chains add blocks of
-//!   512 bytes, then 1 KiB, and so on).
+//!   small allocation, a `LocalDeferred` one several times larger (its
+//!   state, with room for its first few callbacks; longer chains add heap
+//!   blocks, each twice the size of the last). `BENCHMARKS.md` has the
+//!   sizes.
 //!
 //! A `LocalDeferred` is a [`Future`]: `.await` it in any async code running
 //! on its thread. Inside it, `.await` a [`Deferred`](crate::Deferred) or any
