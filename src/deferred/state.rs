@@ -277,20 +277,20 @@ impl Unhandled {
 // Bits of `State::flags`. Whether the Deferred has fired is not one of
 // them: it is `Inner::called`, which is also read without the lock.
 /// Someone holds the runner token.
-const RUNNING: u8 = 1 << 1;
+const RUNNING: u8 = 1 << 0;
 /// Swallow one late fire (after a canceller-less `cancel()`).
-const SUPPRESS: u8 = 1 << 2;
+const SUPPRESS: u8 = 1 << 1;
 /// The handle (the consumer of the result) went away.
-const NO_CONSUMER: u8 = 1 << 3;
+const NO_CONSUMER: u8 = 1 << 2;
 /// Twisted's armed `DebugInfo.failResult`: the result is a failure that was
 /// at rest at the end of a completed (unpaused) run. When the state goes
 /// away without its handle having reported (the handle moved into a
 /// chain), only an armed failure is reported, as in Twisted.
-const ARMED: u8 = 1 << 4;
+const ARMED: u8 = 1 << 3;
 /// A `cancel()` took the canceller and is running it.
-const CANCELLING: u8 = 1 << 5;
+const CANCELLING: u8 = 1 << 4;
 /// Created with debugging on: has a record in the debug side table.
-const TRACED: u8 = 1 << 6;
+const TRACED: u8 = 1 << 5;
 
 /// A Deferred's shared state, typed by the type it was created with: one
 /// allocation (the `Arc`'s) holding the mutex with its [`State`], and the
