@@ -98,8 +98,8 @@
 
 // `unsafe` is denied everywhere (also in Cargo.toml's lint table) but in
 // `LocalDeferred`'s type-erased arena (`local/header.rs`, `local/arena.rs`,
-// `local/runner.rs`), which allows it explicitly; each block there has a
-// `SAFETY` comment.
+// `local/state.rs`, `local/runner.rs`), which allows it explicitly; each
+// block there has a `SAFETY` comment.
 #![deny(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
 #![cfg_attr(docsrs, feature(doc_cfg))]

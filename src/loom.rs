@@ -5,11 +5,11 @@
 //! models, so that `tests/loom.rs` explores the interleavings of the code
 //! that uses them.
 //!
-//! [`Mutex`] is `std::sync::Mutex` without poisoning (`std/mutex.rs`): a
-//! panic under one of the crate's locks cannot leave a Deferred's state
-//! half-written, because no user code runs under them (user code runs
-//! between lock sections, inside `catch_unwind`), so a poisoned lock is
-//! recovered rather than turned into a panic of the library.
+//! [`Mutex`] is `std::sync::Mutex` without poisoning (`std/mutex.rs`). The
+//! crate runs no user code (callbacks, cancellers, wakers, drops of user
+//! values) while it holds one of its locks, so a panic cannot leave the
+//! guarded state half-updated by user code; poisoning would only turn a
+//! consistent state into a panic of the library.
 //!
 //! `Arc`/`Weak` stay std's: loom's `Arc` cannot be coerced to
 //! `Arc<dyn Core>` on stable, and the state machine's races are in the
