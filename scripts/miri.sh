@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs tests/local.rs under Miri: the check of LocalDeferred's arena
-# (src/local/chain.rs, the crate's largest `unsafe` module). Needs a nightly
+# Runs tests/local.rs under Miri: a check of LocalDeferred's arena
+# (src/local/{header,arena,state,runner}.rs, the crate's only `unsafe`
+# code) for undefined behaviour, aliasing included. Needs a nightly
 # toolchain with the miri component:
 #   rustup component add --toolchain nightly miri rust-src
 # The tests shrink their "many" sizes under Miri (cfg!(miri)). Isolation is

@@ -57,7 +57,30 @@ mod private {
 /// chaining).
 ///
 /// The error type is fixed to [`Failure`], which lets Rust infer closures
-/// like `|x| Ok(x + 1)` with no annotation.
+/// like `|x| Ok(x + 1)` with no annotation. Name it in bounds of your own
+/// helpers that take a callback (`R: IntoOutcome`); the trait is sealed.
+/// [`LocalDeferred`](crate::LocalDeferred)'s callbacks return its twin,
+/// [`IntoLocalOutcome`](crate::IntoLocalOutcome); both are at the crate
+/// root.
+///
+/// ```
+/// use tokio_deferred::{Deferred, IntoOutcome};
+///
+/// /// Adds `f` as a callback and logs each value on the way.
+/// fn logged<T, R>(d: Deferred<T>, f: impl FnOnce(T) -> R + Send + 'static) -> Deferred<R::Output>
+/// where
+///     T: std::fmt::Debug + Send + 'static,
+///     R: IntoOutcome,
+/// {
+///     d.add_callback(move |v| {
+///         println!("got {v:?}");
+///         f(v)
+///     })
+/// }
+///
+/// let d = logged(tokio_deferred::succeed(20), |v| Ok(v + 1));
+/// assert_eq!(d.try_take().unwrap().unwrap(), 21);
+/// ```
 pub trait IntoOutcome: private::Sealed {
     /// The type of the next value in the chain.
     type Output: Send + 'static;
@@ -205,11 +228,8 @@ impl<T: Send + 'static> Deferred<T> {
 
     /// Takes the handle apart without running `Drop`: the shared state out
     /// of its field, or else the whole representation (what is left,
-    /// `Gone`, owns nothing). Taking the `Arc` out of its field reads two
-    /// words; moving the whole 56-byte handle out of `self` copied it with
-    /// 16-byte loads over the narrower stores that had just built it, a
-    /// store-forwarding stall on every `add_callback` (BENCHMARKS.md,
-    /// round 12).
+    /// `Gone`, owns nothing). The common case moves only the `Arc` out of
+    /// its field, not the whole handle.
     #[inline]
     fn into_parts(self) -> Result<Arc<dyn Core>, Repr<T>> {
         let mut this = ManuallyDrop::new(self);
@@ -344,8 +364,7 @@ impl<T: Send + 'static> Deferred<T> {
 
     /// Adds a link. The common case (a shared state) is inlined into the
     /// caller, so the handle it returns is built where the caller keeps it
-    /// rather than returned through memory and copied (a store-forwarding
-    /// stall per callback; BENCHMARKS.md, round 12).
+    /// rather than built here and copied.
     #[inline]
     fn push<U, G>(self, g: G) -> Deferred<U>
     where

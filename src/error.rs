@@ -1,7 +1,12 @@
 //! Error types.
 //!
 //! Each error says what happened and, where it helps, what to do. Errors that
-//! reject a value give it back (like tokio's `SendError<T>`).
+//! reject a value give it back (like tokio's `SendError<T>`). Every error
+//! type here is `#[non_exhaustive]`: fields may be added, so match its
+//! public fields with `..` and make the ones you need with their `new`
+//! functions. ([`MessageError`](crate::MessageError) and
+//! [`FailureError`](crate::FailureError), plain public wrappers of a
+//! `String` and a [`Failure`](crate::Failure), are not.)
 //!
 //! ```
 //! use tokio_deferred::{Deferred, AlreadyCalledError};
@@ -21,6 +26,7 @@ use std::sync::Arc;
 /// back. The message names where the Deferred was created; for a Deferred
 /// created while debugging was on ([`set_debugging`](crate::set_debugging))
 /// it also names where it was first fired, with the backtraces of both.
+#[non_exhaustive]
 pub struct AlreadyCalledError<T> {
     value: T,
     info: Arc<str>,
@@ -121,6 +127,7 @@ impl CancelledError {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}", ResolverDroppedError::message(.created, *.owner))]
+#[non_exhaustive]
 pub struct ResolverDroppedError {
     created: String,
     owner: Option<&'static str>,
@@ -173,26 +180,38 @@ impl ResolverDroppedError {
     "the future suspended and there is no Tokio runtime to drive it; \
      call ensure_deferred from within a runtime (e.g. #[tokio::main]) or enter one with Handle::enter"
 )]
+#[non_exhaustive]
 pub struct NoRuntimeError {}
 
 /// The result of a Deferred was already taken (by `.await`,
 /// [`try_take`](crate::Deferred::try_take), or a chain that consumed it).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the Deferred's result was already taken; a result can be taken once")]
+#[non_exhaustive]
 pub struct ResultTakenError {}
 
 /// A callback returned the Deferred it was attached to, which could never
 /// fire. Twisted warns and hangs; tokio-deferred fails the chain with this.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("a callback returned the Deferred it was attached to; return a different Deferred")]
+#[non_exhaustive]
 pub struct ChainedToSelfError {}
 
 /// A timeout expired (Twisted's `TimeoutError`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("timed out after {timeout:?}")]
+#[non_exhaustive]
 pub struct TimeoutError {
     /// How long was waited.
     pub timeout: std::time::Duration,
+}
+
+impl TimeoutError {
+    /// A `TimeoutError` after waiting `timeout` (for a canceller or an
+    /// errback that reports a timeout of its own).
+    pub fn new(timeout: std::time::Duration) -> Self {
+        TimeoutError { timeout }
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -358,6 +377,7 @@ pub struct InvalidTokensError {}
 
 /// [`DeferredQueue::put`](crate::DeferredQueue::put) found the queue full
 /// and nobody waiting (Twisted's `QueueOverflow`). The value is given back.
+#[non_exhaustive]
 pub struct QueueOverflow<T> {
     value: T,
     size: usize,
@@ -453,10 +473,13 @@ pub enum LoopingCallError {
 /// A second [`DeferredFilesystemLock::defer_until_locked`](crate::DeferredFilesystemLock::defer_until_locked)
 /// was made while one was still in progress (Twisted's
 /// `AlreadyTryingToLockError`).
+#[cfg(feature = "fs")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fs")))]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "defer_until_locked is already trying to lock {path}; wait for (or cancel) the first attempt"
 )]
+#[non_exhaustive]
 pub struct AlreadyTryingToLockError {
     /// The path of the lock.
     pub path: std::path::PathBuf,
@@ -468,6 +491,7 @@ pub struct AlreadyTryingToLockError {
     "{what} needs a Tokio runtime; call it from within a runtime (e.g. #[tokio::main]), \
      pass a runtime Handle, or use a ManualClock"
 )]
+#[non_exhaustive]
 pub struct RuntimeRequiredError {
     /// What needed the runtime.
     pub what: &'static str,
@@ -481,6 +505,7 @@ pub struct RuntimeRequiredError {
     "blocking_call_from_thread was called from a runtime thread, where it would deadlock; \
      call it from a plain thread or a defer_to_thread worker, or just await the Deferred"
 )]
+#[non_exhaustive]
 pub struct CalledFromRuntimeError {}
 
 /// The runtime shut down before a
@@ -491,6 +516,7 @@ pub struct CalledFromRuntimeError {}
 #[error(
     "the Tokio runtime shut down before the call finished; keep the runtime alive while calling into it"
 )]
+#[non_exhaustive]
 pub struct RuntimeShutdownError {}
 
 // ---------------------------------------------------------------------------

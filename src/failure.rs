@@ -77,6 +77,7 @@ pub struct MessageError(pub String);
 /// unwinds out of `callback()` and never poisons a Deferred.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("panicked: {message}")]
+#[non_exhaustive]
 pub struct PanicError {
     message: String,
 }

@@ -60,13 +60,14 @@ use std::future::Future;
 use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Waker};
 
 use crate::deferred::resolver::OwnedResolver;
 use crate::deferred::runner::{Core, cancel_core};
 use crate::deferred::state::{Canceller, CooperativeCancel};
 use crate::error::NoRuntimeError;
+use crate::loom::Mutex;
 use crate::{Deferred, Failure};
 
 thread_local! {
@@ -97,7 +98,6 @@ impl CooperativeCancel for Driver {
         let targets: Vec<Arc<dyn Core>> = self
             .awaiting
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .iter()
             .filter_map(Weak::upgrade)
             .collect();
@@ -108,7 +108,7 @@ impl CooperativeCancel for Driver {
             return true;
         }
         self.cancelled.store(true, Ordering::SeqCst);
-        if let Some(handle) = self.abort.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(handle) = self.abort.lock().take() {
             handle.abort();
         }
         false
@@ -181,10 +181,7 @@ impl Driver {
     /// Forgets what the future awaited at its previous poll.
     #[inline(never)]
     fn clear_awaiting(&self) {
-        self.awaiting
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        self.awaiting.lock().clear();
     }
 
     /// The future awaited Deferreds during the poll that noted entries from
@@ -196,11 +193,7 @@ impl Driver {
         let noted = NOTED.with(|n| n.borrow_mut().split_off(mark));
         LEN.set(mark);
         let driver = driver.get_or_insert_with(Default::default);
-        driver
-            .awaiting
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(noted);
+        driver.awaiting.lock().extend(noted);
     }
 }
 
@@ -253,9 +246,8 @@ where
     if let Poll::Ready(out) = driven.as_mut().poll(&mut cx) {
         // Finished inline: an already-fired Deferred, like `succeed`/`fail`
         // (nobody can hold it yet, so it needs no canceller), held inline.
-        // The debugging check first: the result is then built where the
-        // handle holds it, not on the stack and copied (a store-forwarding
-        // stall; BENCHMARKS.md, round 12).
+        // The debugging check first, so that the result is built where the
+        // handle holds it, not on the stack and copied.
         if crate::deferred::debug::is_debugging() {
             return Deferred::ready(flatten(out), at);
         }
@@ -276,7 +268,7 @@ where
                 let out = driven.await;
                 let _ = resolver.inner.fire(flatten(out), |r| r, at);
             });
-            *driver.abort.lock().unwrap_or_else(|e| e.into_inner()) = Some(task.abort_handle());
+            *driver.abort.lock() = Some(task.abort_handle());
             if driver.cancelled.load(Ordering::SeqCst) {
                 task.abort();
             }

@@ -68,7 +68,17 @@
 //! | `task.Cooperator`, `TaskDone`/`TaskStopped`/`TaskFailed`, `SchedulerStopped`, `NotPaused` | [`Cooperator`], [`TaskFinished`], [`NotPaused`] |
 //! | `reactor.run()` | `#[tokio::main(flavor = "current_thread")]` |
 //! | `task.react(main)`, `SystemExit(n)` | [`react`], [`SystemExit`] |
-//! | `DeferredFilesystemLock(path).deferUntilLocked(t)` | [`DeferredFilesystemLock::defer_until_locked`] |
+// The table's last row links the item only when the `fs` feature is on.
+#![cfg_attr(
+    feature = "fs",
+    doc = "| `DeferredFilesystemLock(path).deferUntilLocked(t)` | \
+           [`DeferredFilesystemLock::defer_until_locked`] (feature `fs`, on by default) |"
+)]
+#![cfg_attr(
+    not(feature = "fs"),
+    doc = "| `DeferredFilesystemLock(path).deferUntilLocked(t)` | \
+           `DeferredFilesystemLock::defer_until_locked` (feature `fs`, on by default) |"
+)]
 //!
 //! # Where Rust does better
 //!
@@ -86,23 +96,23 @@
 //! * **Threads.** `Deferred<T>` and `Resolver<T>` are `Send + Sync`; a
 //!   Deferred may be fired in one thread while callbacks are added in another.
 //!   No lock is held while user code runs.
-//! * **Cost.** An unfired Deferred and its Resolver are one 96-byte
-//!   allocation and a callback one more; an already-fired Deferred
-//!   ([`succeed`], a free [`DeferredLock`], a future that never suspends) is
-//!   held in the handle and allocates nothing (`BENCHMARKS.md`).
+//! * **Cost.** An unfired Deferred and its Resolver are one allocation and
+//!   a callback one more; an already-fired Deferred ([`succeed`], a free
+//!   [`DeferredLock`], a future that never suspends) is held in the handle
+//!   and allocates nothing (`BENCHMARKS.md` has the sizes and timings).
 //!
 //! See `MIGRATING.md` for every Twisted name and a step-by-step path from
 //! callback chains to `async`/`await`, and `DESIGN.md` for how the state
 //! machine works.
 
-// `unsafe` is denied everywhere but in `spin.rs`, the state's lock,
-// `arc_init.rs`, the state's allocation, and `local/chain.rs`,
-// `LocalDeferred`'s type-erased arena (their module docs give the
-// measurements that justified them).
+// `unsafe` is denied everywhere (also in Cargo.toml's lint table) but in
+// `LocalDeferred`'s type-erased arena (`local/header.rs`, `local/arena.rs`,
+// `local/state.rs`, `local/runner.rs`), which allows it explicitly; each
+// block there has a `SAFETY` comment.
 #![deny(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod arc_init;
 mod deferred;
 mod error;
 mod failure;
@@ -111,8 +121,6 @@ pub mod list;
 pub mod local;
 mod loom;
 mod react;
-#[cfg(not(tokio_deferred_loom))]
-mod spin;
 mod sync;
 mod thread;
 mod time;
@@ -123,21 +131,25 @@ pub use deferred::functions::{execute, fail, log_error, maybe_deferred, pass_thr
 pub use deferred::link::Outcome;
 pub use deferred::resolver::Resolver;
 pub use deferred::{CancelHandle, CancelOnDrop, Deferred, IntoOutcome};
+#[cfg(feature = "fs")]
+pub use error::AlreadyTryingToLockError;
 pub use error::{
     AlreadyCalledError, CancelledError, ChainedToSelfError, NoRuntimeError, ResolverDroppedError,
     ResultTakenError, TimeoutError,
 };
 pub use error::{
-    AlreadyTryingToLockError, CalledFromRuntimeError, DelayedCallError, FailureGroup, FirstError,
-    InvalidTokensError, LockNotHeldError, LoopingCallError, NotPaused, QueueOverflow,
-    QueueUnderflow, RuntimeRequiredError, RuntimeShutdownError, SystemExit, TaskFinished,
-    TooManyReleasesError,
+    CalledFromRuntimeError, DelayedCallError, FailureGroup, FirstError, InvalidTokensError,
+    LockNotHeldError, LoopingCallError, NotPaused, QueueOverflow, QueueUnderflow,
+    RuntimeRequiredError, RuntimeShutdownError, SystemExit, TaskFinished, TooManyReleasesError,
 };
 pub use failure::{Failure, FailureError, MessageError, PanicError};
 pub use future::ensure_deferred;
 pub use list::{DeferredList, Gather, gather_results, gather2, gather3, race};
-pub use local::{LocalCancelHandle, LocalDeferred, LocalResolver};
+#[doc(hidden)]
+pub use local::LocalOutcome;
+pub use local::{IntoLocalOutcome, LocalCancelHandle, LocalDeferred, LocalResolver};
 pub use react::react;
+#[cfg(feature = "fs")]
 pub use sync::fslock::DeferredFilesystemLock;
 pub use sync::lock::{DeferredLock, DeferredLockGuard};
 pub use sync::queue::DeferredQueue;
@@ -282,4 +294,5 @@ pub use thread::{
 /// fn not_async() -> Result<u32, tokio_deferred::Failure> { Ok(1) }
 /// ```
 #[cfg(feature = "macros")]
+#[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
 pub use tokio_deferred_macros::inline_callbacks;

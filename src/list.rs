@@ -60,10 +60,9 @@
 //! Why push rather than `futures::future::join_all` over channels: in a
 //! Tokio task, the coop budget lets a task make 128 resource polls per
 //! turn, after which every Tokio oneshot returns `Pending`, so `join_all`
-//! takes many turns and walks its inputs again on each (quadratic in all).
-//! Measured on 2 cores (`cargo bench --bench gather_scaling`): `join_all`
-//! over oneshots costs 310 ns per element at 1,000 and 6,300 at 40,000;
-//! `gather_results` 135 and 205.
+//! takes many turns and walks its inputs again on each (quadratic in all),
+//! while `gather_results`' cost per input stays flat (`cargo bench --bench
+//! gather_scaling`; `BENCHMARKS.md` has the table).
 //!
 //! # Where each input's result goes (Twisted's `consumeErrors`)
 //!
@@ -106,12 +105,13 @@ use std::marker::PhantomData;
 use std::mem;
 use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Weak};
 
 use crate::deferred::link::{Link, Node, Res, Step, output_slot, take_from};
 use crate::deferred::runner::{Core, cancel_core, run_chain};
 use crate::deferred::state::Inner;
 use crate::error::{FailureGroup, FirstError, ResultTakenError};
+use crate::loom::Mutex;
 use crate::{Deferred, Failure, Resolver};
 
 /// What a combinator does with one input's result.
@@ -138,11 +138,6 @@ trait Policy: Send + Sync + 'static {
     /// Every input reported and nothing was decided: the output, from every
     /// input's slot in input order.
     fn complete(&self, slots: Vec<Self::Slot>) -> Res<Self::Output>;
-}
-
-fn lock<V>(m: &Mutex<V>) -> MutexGuard<'_, V> {
-    // No user code runs under these locks; recover rather than panic.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The state shared by every input's link and the output's canceller.
@@ -211,7 +206,7 @@ impl<P: Policy> Shared<P> {
         match self.policy.arrive(index, result) {
             Arrival::Keep(value) => {
                 if let Some(entry) = self.entries.get(index) {
-                    let old = lock(&entry.slot).replace(value);
+                    let old = entry.slot.lock().replace(value);
                     drop(old);
                 }
             }
@@ -223,7 +218,7 @@ impl<P: Policy> Shared<P> {
 
     /// Fires the output early (a first failure or success).
     fn decide(&self, out: Res<P::Output>, winner: Option<usize>) {
-        let resolver = lock(&self.resolver).take();
+        let resolver = self.resolver.lock().take();
         self.decided.store(true, Ordering::Release);
         let Some(resolver) = resolver else {
             return;
@@ -233,7 +228,7 @@ impl<P: Policy> Shared<P> {
         // stored by an arrival racing with this in another thread stays
         // until the state goes away.
         for entry in self.entries.iter() {
-            let kept = lock(&entry.slot).take();
+            let kept = entry.slot.lock().take();
             drop(kept);
         }
         if let Some(winner) = winner {
@@ -251,11 +246,7 @@ impl<P: Policy> Drop for Shared<P> {
     /// The last reference: every input has reported (or a link was dropped
     /// without running). Fires the output if no decision did.
     fn drop(&mut self) {
-        let resolver = self
-            .resolver
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let resolver = self.resolver.get_mut().take();
         let Some(resolver) = resolver else {
             return;
         };
@@ -264,7 +255,7 @@ impl<P: Policy> Drop for Shared<P> {
         let slots: Option<Vec<P::Slot>> = mem::take(&mut self.entries)
             .into_vec()
             .into_iter()
-            .map(|e| e.slot.into_inner().unwrap_or_else(PoisonError::into_inner))
+            .map(|e| e.slot.into_inner())
             .collect();
         match slots {
             Some(slots) => {
@@ -354,7 +345,7 @@ fn collect<P: Policy>(
             .unwrap_or_default();
         inputs.iter().for_each(cancel_input);
     });
-    *lock(&shared.resolver) = Some(resolver);
+    *shared.resolver.lock() = Some(resolver);
     for (index, core) in cores.into_iter().enumerate() {
         let link = Node::boxed(ListLink {
             shared: Some(shared.clone()),

@@ -22,13 +22,10 @@
 //! `LocalDeferred`: its handles are neither `Send` nor `Sync`, its
 //! callbacks need not be `Send`, and its own bookkeeping uses no atomic
 //! operation (a [`Failure`] is still an `Arc`, and wakers are the
-//! runtime's). Its
-//! callbacks are kept in one arena per chain instead of a box each, so a
-//! chain of ten callbacks costs less than ten boxed closures in a `Vec`
-//! (`BENCHMARKS.md`, the `chain_10`/`chain_100` rows: the target the
-//! thread-safe [`Deferred`](crate::Deferred) cannot meet, because each
-//! `add_callback` on a `Send` type pays at least one atomic
-//! read-modify-write and a box).
+//! runtime's). Its callbacks are kept in one arena per chain instead of a
+//! box each; the thread-safe [`Deferred`](crate::Deferred) allocates a box
+//! and takes a lock for every `add_callback`. `BENCHMARKS.md` compares the
+//! two on chains of 10 and 100 callbacks.
 //!
 //! * Pick [`LocalDeferred`] for callback chains built and fired on one
 //!   thread: a port of single-reactor Twisted code, a parser or protocol
@@ -41,9 +38,10 @@
 //!   `gather_results`, the locks, queues, timeouts and `defer_*`
 //!   functions (which are built on it), and for many Deferreds kept
 //!   pending with no callbacks: a `Deferred` and its resolver are one
-//!   96-byte allocation, a `LocalDeferred` one of 368 bytes (its state,
-//!   with room for its first few callbacks; longer chains add blocks of
-//!   512 bytes, then 1 KiB, and so on).
+//!   small allocation, a `LocalDeferred` one several times larger (its
+//!   state, with room for its first few callbacks; longer chains add heap
+//!   blocks, each twice the size of the last). `BENCHMARKS.md` has the
+//!   sizes.
 //!
 //! A `LocalDeferred` is a [`Future`]: `.await` it in any async code running
 //! on its thread. Inside it, `.await` a [`Deferred`](crate::Deferred) or any
@@ -102,10 +100,14 @@ use std::task::{Context, Poll};
 use crate::error::AlreadyCalledError;
 use crate::failure::Failure;
 
+mod arena;
 mod canceller_from;
-mod chain;
+mod header;
+mod runner;
+mod state;
 
-use chain::{Inner, Link, Probe, Res, SourceOf, Typed, new_inner};
+use header::{Link, Probe, Res};
+use state::{Inner, SourceOf, Typed, new_inner};
 
 mod private {
     pub trait Sealed {}
@@ -114,6 +116,33 @@ mod private {
 /// What a [`LocalDeferred`]'s callback or errback may return: `Ok(value)`
 /// or `Err(failure)` (a `Result<U, Failure>`), or a [`LocalDeferred<U>`]
 /// whose result the chain then waits for (Twisted's implicit chaining).
+///
+/// The twin of [`IntoOutcome`](crate::IntoOutcome), which the thread-safe
+/// [`Deferred`](crate::Deferred)'s callbacks return; it is sealed, and
+/// reachable both here and at the crate root
+/// (`tokio_deferred::IntoLocalOutcome`). Name it in bounds of your own
+/// helpers that take a callback.
+///
+/// ```
+/// use tokio_deferred::{IntoLocalOutcome, LocalDeferred};
+///
+/// /// Adds `f` as a callback, counting the calls in `calls`.
+/// fn counted<T: 'static, R: IntoLocalOutcome>(
+///     d: LocalDeferred<T>,
+///     calls: std::rc::Rc<std::cell::Cell<u32>>,
+///     f: impl FnOnce(T) -> R + 'static,
+/// ) -> LocalDeferred<R::Output> {
+///     d.add_callback(move |v| {
+///         calls.set(calls.get() + 1);
+///         f(v)
+///     })
+/// }
+///
+/// let calls = std::rc::Rc::default();
+/// let d = counted(LocalDeferred::succeed(20), std::rc::Rc::clone(&calls), |v| Ok(v + 1));
+/// assert_eq!(d.try_take().unwrap().unwrap(), 21);
+/// assert_eq!(calls.get(), 1);
+/// ```
 pub trait IntoLocalOutcome: private::Sealed + 'static {
     /// The type of the next value in the chain.
     type Output: 'static;
@@ -152,7 +181,7 @@ impl<U: 'static> IntoLocalOutcome for LocalDeferred<U> {
 
 // The links below run user code (the closure called, and the drop of the
 // closure not called) inside the `catch_unwind` of the run loop
-// (`chain::run_entry`), so a panic in either becomes the failure. The
+// (`header::run_entry`), so a panic in either becomes the failure. The
 // closure not called is dropped first, before the result is built: a panic
 // in that drop then drops the result as it unwinds.
 
@@ -495,7 +524,7 @@ impl<T: 'static> LocalDeferred<T> {
     /// assert!(d.try_take().unwrap().unwrap_err().is::<CancelledError>());
     /// ```
     pub fn cancel(&self) {
-        chain::cancel(self.typed.inner());
+        runner::cancel(self.typed.inner());
     }
 
     /// A handle that can cancel this Deferred later (from a timer, another
@@ -711,7 +740,7 @@ impl LocalCancelHandle {
     /// ```
     pub fn cancel(&self) {
         if let Some(inner) = self.inner.upgrade() {
-            chain::cancel(&inner);
+            runner::cancel(&inner);
         }
     }
 }

@@ -1,7 +1,9 @@
 //! Synchronisation primitives that hand out Deferreds (Twisted's
 //! `DeferredLock`, `DeferredSemaphore`, `DeferredQueue` and
-//! `DeferredFilesystemLock`), re-exported at the crate root.
+//! `DeferredFilesystemLock`, the last with the `fs` feature), re-exported
+//! at the crate root.
 
+#[cfg(feature = "fs")]
 pub(crate) mod fslock;
 pub(crate) mod lock;
 pub(crate) mod permits;

@@ -1,4 +1,4 @@
-//! Already-fired Deferreds held inline (issue 6): `succeed`, `fail`,
+//! Already-fired Deferreds held inline: `succeed`, `fail`,
 //! `maybe_deferred`, `execute` and `ensure_deferred` of a ready future
 //! allocate nothing, and behave exactly like a Deferred fired through its
 //! resolver (which always has the shared state).

@@ -441,6 +441,7 @@ fn time_types_are_send_and_sync() {
     assert_send_sync::<DelayedCall>();
     assert_send_sync::<Arc<dyn Clock>>();
     assert_send_sync::<tokio_deferred::LoopingCall>();
+    #[cfg(feature = "fs")]
     assert_send_sync::<tokio_deferred::DeferredFilesystemLock>();
 }
 

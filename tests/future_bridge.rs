@@ -116,7 +116,8 @@ async fn awaiting_a_deferred_fired_from_a_plain_thread() {
     t.join().unwrap();
 }
 
-// Issue 2 §9: every Resolver dropped before firing fails the Deferred.
+// Rust does better than Twisted: every Resolver dropped before firing
+// fails the Deferred (Twisted's would wait forever).
 #[tokio::test]
 async fn dropping_every_resolver_fails_the_deferred_instead_of_hanging() {
     let (d, r) = Deferred::<u8>::new();

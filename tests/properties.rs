@@ -1,4 +1,4 @@
-//! Property tests (`proptest`) of invariants that need no oracle (issue 7):
+//! Property tests (`proptest`) of invariants that need no oracle:
 //! exactly-once delivery, FIFO order of callbacks, pause/unpause balance,
 //! every failure consumed or reported once as unhandled, and FIFO
 //! exactly-once delivery through a `DeferredQueue`.
@@ -6,8 +6,7 @@
 //! Each property builds a random chain from a generated plan, runs it, and
 //! compares with a small model of Twisted's `_runCallbacks` (a link is a
 //! callback/errback pair; exactly one side runs per result). Cases are kept
-//! small (at most 12 links) so the whole file runs in about a second in
-//! debug.
+//! small (at most 12 links) so the whole file stays quick in a debug build.
 
 use std::sync::{Arc, Mutex};
 

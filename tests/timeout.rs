@@ -357,7 +357,8 @@ async fn add_timeout_on_the_paused_tokio_clock() {
     assert_eq!(d.await.unwrap(), "in time");
 }
 
-/// The seed recipe "Setting timeouts", from `examples/timeout_recipe.rs`.
+/// Twisted's "Asynchronous Recipes: Setting timeouts", from
+/// `examples/timeout_recipe.rs`.
 #[path = "../examples/timeout_recipe.rs"]
 #[allow(dead_code)] // the example's own main() is unused here
 mod recipe;

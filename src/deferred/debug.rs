@@ -36,10 +36,11 @@ use std::backtrace::Backtrace;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::panic::Location;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 
 use crate::error::{FailureGroup, ResolverDroppedError, RuntimeShutdownError};
+use crate::loom::std::{Mutex, MutexGuard};
 use crate::{Failure, FailureError};
 
 static DEBUGGING: AtomicBool = AtomicBool::new(false);
@@ -75,8 +76,8 @@ struct Record {
 /// entry; it goes when their shared state is dropped.
 static RECORDS: Mutex<Option<HashMap<usize, Record>>> = Mutex::new(None);
 
-fn records() -> std::sync::MutexGuard<'static, Option<HashMap<usize, Record>>> {
-    RECORDS.lock().unwrap_or_else(|e| e.into_inner())
+fn records() -> MutexGuard<'static, Option<HashMap<usize, Record>>> {
+    RECORDS.lock()
 }
 
 /// Starts the record of a Deferred created while debugging is on.

@@ -69,21 +69,19 @@ impl<T> Ready<T> {
         }
     }
 
-    /// No user code runs under this lock, so it cannot be poisoned by a
-    /// user panic; recover anyway rather than panic.
     #[inline]
     pub(crate) fn lock(&self) -> MutexGuard<'_, Slot<T>> {
-        self.slot.lock().unwrap_or_else(|e| e.into_inner())
+        self.slot.lock()
     }
 
     #[inline]
     pub(crate) fn get_mut(&mut self) -> &mut Slot<T> {
-        self.slot.get_mut().unwrap_or_else(|e| e.into_inner())
+        self.slot.get_mut()
     }
 
     #[inline]
     fn into_slot(self) -> Slot<T> {
-        self.slot.into_inner().unwrap_or_else(|e| e.into_inner())
+        self.slot.into_inner()
     }
 
     /// Runs `fired` on the inline result and pause count, or `shared` on the

@@ -90,10 +90,8 @@ pub(crate) trait Link: Send {
         false
     }
     /// For a link whose [`Link::continues`] is true: `run`, returning the
-    /// outer Deferred to resume instead of a [`Step`]. An `Option<Arc<_>>`
-    /// comes back in two registers; a `Step` comes back through memory,
-    /// and reading its `Arc` there stalled on the stores that wrote it
-    /// (BENCHMARKS.md, round 12).
+    /// outer Deferred to resume instead of a [`Step`] (an `Option<Arc<_>>`
+    /// is returned in registers, a `Step` through memory).
     fn continue_outer(&mut self, _src: &mut dyn Any) -> Option<Arc<dyn Core>> {
         None
     }
@@ -209,10 +207,8 @@ where
     F: FnOnce(Res<T>) -> Outcome<U> + Send + 'static,
 {
     /// The link in its box. `Box::default` allocates first and builds the
-    /// empty link in the block; the callback is then stored into it.
-    /// `Box::new(link)` built the link on the stack and copied it after
-    /// malloc, with loads that wait on the stores that built it (a
-    /// store-forwarding stall; BENCHMARKS.md, round 8).
+    /// empty link in the block; the callback is then stored into it, so the
+    /// link is not built on the stack and copied in.
     #[inline]
     pub(crate) fn boxed(f: F) -> LinkBox {
         let mut node: Box<Node<Self>> = Box::default();

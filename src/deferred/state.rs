@@ -8,7 +8,8 @@
 //!   `add_callback`) hold the same allocation as `Arc<dyn Core>`.
 //! * One mutex per Deferred guards the state. It is never held while user
 //!   code runs: the runner takes a link out, releases the lock, runs it, and
-//!   re-takes the lock for the next one.
+//!   re-takes the lock for the next one. A waker is woken, and a failure
+//!   reported, after the lock is released.
 
 use std::any::Any;
 use std::mem;
@@ -17,14 +18,13 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::task::{Poll, Waker};
 
-use crate::arc_init::arc_in_place;
 use crate::deferred::debug::{self, report_unhandled};
 use crate::deferred::link::{
     ContinueLink, ContinueSlot, LinkBox, Node, Res, ResultState, Step, count, reverse, take_from,
 };
 use crate::deferred::runner::{Core, Stop, drive};
 use crate::error::{AlreadyCalledError, CancelledError, ResultTakenError};
-use crate::loom::{AtomicU8, AtomicU16, AtomicU32, Mutex, MutexGuard};
+use crate::loom::{AtomicBool, AtomicU32, Mutex, MutexGuard};
 use crate::{Failure, Resolver};
 
 /// A point-in-time view of a Deferred's state.
@@ -115,17 +115,39 @@ enum Rest<T: Send + 'static> {
     Taken,
 }
 
-/// The part of a Deferred's state guarded by its mutex: 64 bytes for a
-/// `u64` Deferred (the flags live beside the mutex; see [`Inner`]).
+/// The part of a Deferred's state guarded by its mutex: everything but
+/// the two fields read without it (see [`Inner`]).
 struct State<T: Send + 'static> {
     /// Links added and not yet taken by a runner, newest first.
     inbox: Option<LinkBox>,
     rest: Rest<T>,
+    /// The task awaiting the result; taken and woken after the lock is
+    /// released.
     waker: Option<Waker>,
     created: &'static Location<'static>,
+    /// The bits `RUNNING`, `SUPPRESS`, `NO_CONSUMER`, `ARMED`,
+    /// `CANCELLING` and `TRACED` (below).
+    flags: u8,
+    /// Twisted's `paused`: pauses not yet matched by an unpause.
+    paused: u32,
 }
 
 impl<T: Send + 'static> State<T> {
+    #[inline]
+    fn has(&self, bits: u8) -> bool {
+        self.flags & bits != 0
+    }
+
+    #[inline]
+    fn set(&mut self, bits: u8) {
+        self.flags |= bits;
+    }
+
+    #[inline]
+    fn clear(&mut self, bits: u8) {
+        self.flags &= !bits;
+    }
+
     /// Queues a link (the inbox is newest first).
     #[inline]
     fn push(&mut self, mut link: LinkBox) {
@@ -252,68 +274,66 @@ impl Unhandled {
     }
 }
 
-// Bits of `Inner::flags`.
-/// Fired (Twisted's `called`). Also read without the lock.
-const CALLED: u8 = 1 << 0;
+// Bits of `State::flags`. Whether the Deferred has fired is not one of
+// them: it is `Inner::called`, which is also read without the lock.
 /// Someone holds the runner token.
-const RUNNING: u8 = 1 << 1;
+const RUNNING: u8 = 1 << 0;
 /// Swallow one late fire (after a canceller-less `cancel()`).
-const SUPPRESS: u8 = 1 << 2;
+const SUPPRESS: u8 = 1 << 1;
 /// The handle (the consumer of the result) went away.
-const NO_CONSUMER: u8 = 1 << 3;
+const NO_CONSUMER: u8 = 1 << 2;
 /// Twisted's armed `DebugInfo.failResult`: the result is a failure that was
 /// at rest at the end of a completed (unpaused) run. When the state goes
 /// away without its handle having reported (the handle moved into a
 /// chain), only an armed failure is reported, as in Twisted.
-const ARMED: u8 = 1 << 4;
+const ARMED: u8 = 1 << 3;
 /// A `cancel()` took the canceller and is running it.
-const CANCELLING: u8 = 1 << 5;
+const CANCELLING: u8 = 1 << 4;
 /// Created with debugging on: has a record in the debug side table.
-const TRACED: u8 = 1 << 6;
+const TRACED: u8 = 1 << 5;
 
-/// A Deferred's shared state, typed by the type it was created with.
-///
-/// Layout (a `u64` Deferred with no canceller: 96 bytes with the `Arc`
-/// counts, one allocation): the mutex and its [`State`], then the
-/// resolver count, the flag bits and the pause count. The flags and the
-/// pause count are atomics only so that they can sit outside the mutex
-/// (in the word beside the resolver count); they are written only under
-/// the lock, with plain loads and stores, except `CALLED`, which dropping
-/// a Resolver reads without it.
+/// A Deferred's shared state, typed by the type it was created with: one
+/// allocation (the `Arc`'s) holding the mutex with its [`State`], and the
+/// two fields that are read without the lock.
 pub(crate) struct Inner<T: Send + 'static> {
     state: Mutex<State<T>>,
+    /// Live Resolvers while unfired. Changed without the lock (a clone or
+    /// a drop of a Resolver); the drop that takes it to zero fails the
+    /// Deferred with `ResolverDroppedError`, after checking `called` again
+    /// under the lock. Once fired it no longer matters and is not kept.
     resolvers: AtomicU32,
-    flags: AtomicU8,
-    paused: AtomicU16,
+    /// Twisted's `called`: set, under the lock, when the Deferred fires,
+    /// and never cleared. Read without the lock by `is_called` and by a
+    /// Resolver's drop.
+    called: AtomicBool,
 }
 
 impl<T: Send + 'static> Inner<T> {
     #[inline]
     fn build(
         rest: Rest<T>,
+        called: bool,
         flags: u8,
         resolvers: u32,
         created: &'static Location<'static>,
         traced: bool,
     ) -> Arc<Self> {
-        // Built in its allocation, with no locked instruction (`Arc::new`
-        // stalls on copying the value, `new_cyclic` on its strong-count
-        // increment; `src/arc_init.rs`).
-        let inner = arc_in_place(move || Inner {
+        let inner = Arc::new(Inner {
             state: Mutex::new(State {
                 inbox: None,
                 rest,
                 waker: None,
                 created,
+                flags: if traced { flags | TRACED } else { flags },
+                paused: 0,
             }),
             resolvers: AtomicU32::new(resolvers),
-            flags: AtomicU8::new(if traced { flags | TRACED } else { flags }),
-            paused: AtomicU16::new(0),
+            called: AtomicBool::new(called),
         });
         if traced {
             let key = inner.key();
             debug::trace_created(key);
-            if flags & CALLED != 0 {
+            if called {
                 debug::trace_fired(key, created);
             }
         }
@@ -329,6 +349,7 @@ impl<T: Send + 'static> Inner<T> {
         };
         Self::build(
             Rest::Unfired(canceller),
+            false,
             0,
             1,
             created,
@@ -338,13 +359,10 @@ impl<T: Send + 'static> Inner<T> {
 
     /// A Deferred that already has `result` (Twisted's `succeed`/`fail`).
     pub(crate) fn new_fired(result: Res<T>, created: &'static Location<'static>) -> Arc<Self> {
-        let flags = if result.is_err() {
-            CALLED | ARMED
-        } else {
-            CALLED
-        };
+        let flags = if result.is_err() { ARMED } else { 0 };
         Self::build(
             Rest::Source(result),
+            true,
             flags,
             0,
             created,
@@ -359,12 +377,8 @@ impl<T: Send + 'static> Inner<T> {
         result: Res<T>,
         created: &'static Location<'static>,
     ) -> Arc<Self> {
-        let flags = if result.is_err() {
-            CALLED | ARMED
-        } else {
-            CALLED
-        };
-        Self::build(Rest::Source(result), flags, 0, created, false)
+        let flags = if result.is_err() { ARMED } else { 0 };
+        Self::build(Rest::Source(result), true, flags, 0, created, false)
     }
 
     /// An already-fired Deferred waiting on `inner` (what a callback
@@ -379,7 +393,8 @@ impl<T: Send + 'static> Inner<T> {
     ) -> Arc<dyn Core> {
         let outer = Self::build(
             Rest::Waiting(Arc::downgrade(&inner)),
-            CALLED,
+            true,
+            0,
             0,
             created,
             false,
@@ -396,9 +411,10 @@ impl<T: Send + 'static> Inner<T> {
             // (it would be a cycle) and end as a finished run would.
             slot.unlink();
             let mut st = outer.lock();
-            let armed = if slot.output_is_err() { ARMED } else { 0 };
+            if slot.output_is_err() {
+                st.set(ARMED);
+            }
             st.rest = Rest::Holder(slot);
-            outer.flags.store(CALLED | armed, Ordering::Release);
         }
         outer
     }
@@ -408,60 +424,46 @@ impl<T: Send + 'static> Inner<T> {
         std::ptr::from_ref(self).addr()
     }
 
-    fn traced_key(&self) -> Option<usize> {
-        (self.flags() & TRACED != 0).then(|| self.key())
+    fn traced_key(&self, st: &State<T>) -> Option<usize> {
+        st.has(TRACED).then(|| self.key())
     }
 
     #[inline]
     fn lock(&self) -> MutexGuard<'_, State<T>> {
-        // The crate's lock is never poisoned (`spin.rs`); loom's mutex,
-        // swapped in for the model checks, could be: recover, never panic.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock()
     }
 
+    /// Whether the Deferred has fired. Under the lock (where `called`
+    /// cannot change behind the caller's back).
     #[inline]
-    fn flags(&self) -> u8 {
-        self.flags.load(Ordering::Relaxed)
+    fn called(&self) -> bool {
+        self.called.load(Ordering::Relaxed)
     }
 
-    /// Sets flag bits. Only under the lock (a plain load and store).
+    /// Marks the Deferred fired. Under the lock.
     #[inline]
-    fn set(&self, bits: u8) {
-        self.flags.store(self.flags() | bits, Ordering::Release);
-    }
-
-    /// Clears flag bits. Only under the lock.
-    #[inline]
-    fn clear(&self, bits: u8) {
-        self.flags.store(self.flags() & !bits, Ordering::Release);
-    }
-
-    #[inline]
-    fn paused(&self) -> u16 {
-        self.paused.load(Ordering::Relaxed)
+    fn set_called(&self) {
+        self.called.store(true, Ordering::Release);
     }
 
     /// Fired, not running, not paused, not waiting, nothing queued. Under the lock.
     #[inline]
     fn finished(&self, st: &State<T>) -> bool {
-        self.flags() & (CALLED | RUNNING) == CALLED
-            && self.paused() == 0
-            && !st.waiting()
-            && st.links_empty()
+        self.can_run(st) && st.links_empty()
     }
 
     /// Fired, not running, not paused, not waiting. Under the lock.
     #[inline]
     fn can_run(&self, st: &State<T>) -> bool {
-        self.flags() & (CALLED | RUNNING) == CALLED && self.paused() == 0 && !st.waiting()
+        self.called() && !st.has(RUNNING) && st.paused == 0 && !st.waiting()
     }
 
     /// Takes the runner token if the chain can run now. Under the lock.
     #[inline]
-    fn claim(&self, st: &State<T>) -> bool {
+    fn claim(&self, st: &mut State<T>) -> bool {
         let run = self.can_run(st);
         if run {
-            self.set(RUNNING);
+            st.set(RUNNING);
         }
         run
     }
@@ -475,7 +477,7 @@ impl<T: Send + 'static> Inner<T> {
     ) -> Option<LinkBox> {
         let mut st = self.lock();
         if self.finished(&st) {
-            self.clear(ARMED);
+            st.clear(ARMED);
             let emptied = st.take_rest_into(&mut |src| link.refill(src));
             drop(st);
             drop(emptied);
@@ -491,11 +493,11 @@ impl<T: Send + 'static> Inner<T> {
 
     #[inline]
     pub(crate) fn is_called(&self) -> bool {
-        self.flags.load(Ordering::Acquire) & CALLED != 0
+        self.called.load(Ordering::Acquire)
     }
 
     fn describe(&self, st: &State<T>) -> Arc<str> {
-        debug::describe(st.created, self.traced_key())
+        debug::describe(st.created, self.traced_key(st))
     }
 
     /// The report of `failure`, which nobody will consume. Under the lock.
@@ -504,7 +506,7 @@ impl<T: Send + 'static> Inner<T> {
             failure,
             describe: self.describe(st),
             created: st.created,
-            key: self.traced_key(),
+            key: self.traced_key(st),
         }
     }
 
@@ -524,16 +526,15 @@ impl<T: Send + 'static> Inner<T> {
     /// `try_fire` with the lock already held (released on return).
     fn try_fire_locked<V>(
         &self,
-        st: MutexGuard<'_, State<T>>,
+        mut st: MutexGuard<'_, State<T>>,
         value: V,
         convert: impl FnOnce(V) -> Res<T>,
         at: &'static Location<'static>,
         honour_suppress: bool,
     ) -> Result<bool, AlreadyCalledError<V>> {
-        let flags = self.flags();
-        if flags & CALLED != 0 {
-            if honour_suppress && flags & SUPPRESS != 0 {
-                self.clear(SUPPRESS);
+        if self.called() {
+            if honour_suppress && st.has(SUPPRESS) {
+                st.clear(SUPPRESS);
                 return Ok(false);
             }
             let info = self.describe(&st);
@@ -550,25 +551,22 @@ impl<T: Send + 'static> Inner<T> {
         value: Res<T>,
         at: &'static Location<'static>,
     ) -> bool {
-        let flags = self.flags();
-        if flags & TRACED != 0 {
+        if st.has(TRACED) {
             debug::trace_fired(self.key(), at);
         }
         // The old rest holds the canceller: dropped after the unlock.
         let old = mem::replace(&mut st.rest, Rest::Source(value));
-        let run = if self.paused() > 0 {
-            self.flags.store(flags | CALLED, Ordering::Release);
+        self.set_called();
+        let run = if st.paused > 0 {
             false
         } else if st.links_empty() {
-            self.flags.store(flags | CALLED, Ordering::Release);
             let finish = self.finish(&mut st);
             drop(st);
             finish.run();
             drop(old);
             return false;
         } else {
-            self.flags
-                .store(flags | CALLED | RUNNING, Ordering::Release);
+            st.set(RUNNING);
             true
         };
         drop(st);
@@ -586,9 +584,8 @@ impl<T: Send + 'static> Inner<T> {
     ) -> Result<(), AlreadyCalledError<V>> {
         // Fast path: store the result, wake the awaiting task.
         let st = self.lock();
-        let flags = self.flags();
-        if self.idle(&st, flags) {
-            self.fire_idle(st, flags, convert(value));
+        if self.idle(&st) {
+            self.fire_idle(st, convert(value));
             return Ok(());
         }
         self.fire_slow(st, value, convert, at)
@@ -600,9 +597,8 @@ impl<T: Send + 'static> Inner<T> {
     /// callbacks never run on the blocking thread.
     pub(crate) fn fire_if_idle(&self, result: Res<T>) -> Result<(), Res<T>> {
         let st = self.lock();
-        let flags = self.flags();
-        if self.idle(&st, flags) {
-            self.fire_idle(st, flags, result);
+        if self.idle(&st) {
+            self.fire_idle(st, result);
             Ok(())
         } else {
             Err(result)
@@ -613,26 +609,25 @@ impl<T: Send + 'static> Inner<T> {
     /// task: unfired, no canceller, nothing queued, not paused, not traced,
     /// a consumer (so no unhandled-failure report either). Under the lock.
     #[inline]
-    fn idle(&self, st: &State<T>, flags: u8) -> bool {
-        flags & (CALLED | TRACED | NO_CONSUMER) == 0
+    fn idle(&self, st: &State<T>) -> bool {
+        !self.called()
+            && !st.has(TRACED | NO_CONSUMER)
             && st.inbox.is_none()
-            && self.paused() == 0
+            && st.paused == 0
             && matches!(st.rest, Rest::Unfired(None))
     }
 
     /// The fire of an [`idle`](Inner::idle) Deferred: stores the result,
     /// releases the lock, wakes the awaiting task.
     #[inline]
-    fn fire_idle(&self, mut st: MutexGuard<'_, State<T>>, flags: u8, result: Res<T>) {
-        let bits = if result.is_err() {
-            CALLED | ARMED
-        } else {
-            CALLED
-        };
+    fn fire_idle(&self, mut st: MutexGuard<'_, State<T>>, result: Res<T>) {
+        if result.is_err() {
+            st.set(ARMED);
+        }
         // The old rest is `Unfired(None)`, which owns nothing: forgetting
-        // it skips the enum's drop glue (a call on this hot path).
+        // it skips the enum's drop glue.
         mem::forget(mem::replace(&mut st.rest, Rest::Source(result)));
-        self.flags.store(flags | bits, Ordering::Release);
+        self.set_called();
         let waker = st.waker.take();
         drop(st);
         if let Some(waker) = waker {
@@ -668,7 +663,7 @@ impl<T: Send + 'static> Inner<T> {
     pub(crate) fn poll_typed(&self, waker: Option<&Waker>) -> Poll<Res<T>> {
         let mut st = self.lock();
         if self.finished(&st) {
-            self.clear(ARMED);
+            st.clear(ARMED);
             return match mem::replace(&mut st.rest, Rest::Taken) {
                 Rest::Source(r) => Poll::Ready(r),
                 Rest::Holder(mut holder) => {
@@ -691,7 +686,7 @@ impl<T: Send + 'static> Inner<T> {
     }
 
     /// One Resolver went away. Once fired, the count no longer matters, so
-    /// it is not even decremented (no atomic read-modify-write).
+    /// it is not even decremented.
     #[inline]
     pub(crate) fn drop_resolver(self: &Arc<Self>) {
         if !self.is_called() && self.resolvers.fetch_sub(1, Ordering::AcqRel) == 1 {
@@ -726,7 +721,7 @@ impl<T: Send + 'static> Inner<T> {
     fn resolvers_gone(self: &Arc<Self>, owner: Option<&'static str>) {
         let created = {
             let st = self.lock();
-            if self.flags() & CALLED != 0 {
+            if self.called() {
                 return;
             }
             st.created
@@ -737,21 +732,21 @@ impl<T: Send + 'static> Inner<T> {
 
     /// Ends a run: releases the token and collects what to do outside the lock.
     fn finish(&self, st: &mut State<T>) -> Finish {
-        let mut flags = self.flags() & !(RUNNING | ARMED);
-        if st.result_is_err() {
-            flags |= ARMED;
-        }
-        let links_empty = st.links_empty();
-        let waker = if links_empty { st.waker.take() } else { None };
-        let unhandled = if flags & NO_CONSUMER != 0 {
-            st.take_failure().map(|f| {
-                flags &= !ARMED;
-                Box::new(self.unhandled(st, f))
-            })
+        st.clear(RUNNING | ARMED);
+        let waker = if st.links_empty() {
+            st.waker.take()
         } else {
             None
         };
-        self.flags.store(flags, Ordering::Release);
+        let unhandled = if st.has(NO_CONSUMER) {
+            st.take_failure().map(|f| Box::new(self.unhandled(st, f)))
+        } else {
+            None
+        };
+        // A failure still at rest (not reported just now) is armed.
+        if st.result_is_err() {
+            st.set(ARMED);
+        }
         Finish { waker, unhandled }
     }
 
@@ -762,8 +757,8 @@ impl<T: Send + 'static> Inner<T> {
     }
 
     /// `Core::run_links` on a borrowed handle: a caller that holds the
-    /// state typed (a fire, a cancel) runs it without an `Arc` clone and
-    /// release of its own (two locked instructions per fire).
+    /// state typed (a fire, a cancel) runs it without an `Arc` clone of
+    /// its own.
     fn run_links_from(
         self: &Arc<Self>,
         mut check_pause: bool,
@@ -783,18 +778,18 @@ impl<T: Send + 'static> Inner<T> {
             let mut outbox: Option<LinkBox> = None;
             if let Some(mut h) = resumed.take() {
                 // `resume` and the start of a run in one lock section.
-                if self.flags() & RUNNING != 0 || (check_pause && self.paused() > 0) {
+                if st.has(RUNNING) || (check_pause && st.paused > 0) {
                     st.rest = Rest::Holder(h);
                     return Stop::Released;
                 }
-                self.set(RUNNING);
+                st.set(RUNNING);
                 // What was at rest (the wait's `Waiting`) is replaced.
                 st.rest = Rest::Taken;
                 outbox = h.next.take();
                 held = Some(h);
             } else {
-                if check_pause && self.paused() > 0 {
-                    self.clear(RUNNING);
+                if check_pause && st.paused > 0 {
+                    st.clear(RUNNING);
                     return Stop::Released;
                 }
                 match mem::replace(&mut st.rest, Rest::Taken) {
@@ -807,12 +802,12 @@ impl<T: Send + 'static> Inner<T> {
                     other @ (Rest::Unfired(_) | Rest::Waiting(_)) => {
                         // Not runnable (cannot happen with the token's rules).
                         st.rest = other;
-                        self.clear(RUNNING);
+                        st.clear(RUNNING);
                         return Stop::Released;
                     }
                 }
             }
-            self.clear(ARMED);
+            st.clear(ARMED);
             if outbox.is_none() {
                 outbox = reverse(st.inbox.take());
             }
@@ -891,9 +886,9 @@ impl<T: Send + 'static> Inner<T> {
                                 held = Some(link);
                             }
                             None => {
-                                let st = self.lock();
+                                let mut st = self.lock();
                                 if st.waiting() {
-                                    self.clear(RUNNING);
+                                    st.clear(RUNNING);
                                     return Stop::Released;
                                 }
                                 // The inner Deferred delivered while we
@@ -989,20 +984,19 @@ impl<T: Send + 'static> Core for Inner<T> {
     fn add_link(&self, link: LinkBox) -> bool {
         let mut st = self.lock();
         st.push(link);
-        self.claim(&st)
+        self.claim(&mut st)
     }
 
     fn adopt_link(&self, link: LinkBox) -> bool {
         let mut st = self.lock();
         st.push(link);
-        self.set(NO_CONSUMER);
-        if self.claim(&st) {
+        st.set(NO_CONSUMER);
+        if self.claim(&mut st) {
             return true;
         }
-        let flags = self.flags();
-        if flags & (CALLED | RUNNING) == CALLED && self.paused() > 0 && !st.waiting() {
+        if self.called() && !st.has(RUNNING) && st.paused > 0 && !st.waiting() {
             if let Some(failure) = st.take_failure() {
-                self.clear(ARMED);
+                st.clear(ARMED);
                 let unhandled = self.unhandled(&st, failure);
                 drop(st);
                 unhandled.report();
@@ -1030,8 +1024,7 @@ impl<T: Send + 'static> Core for Inner<T> {
 
     fn cancel_one(self: Arc<Self>) -> Option<Arc<dyn Core>> {
         let mut st = self.lock();
-        let flags = self.flags();
-        if flags & CALLED != 0 {
+        if self.called() {
             // Fired but waiting on a chained Deferred: forward. Else a no-op.
             return match &st.rest {
                 Rest::Waiting(w) => w.upgrade(),
@@ -1044,7 +1037,7 @@ impl<T: Send + 'static> Core for Inner<T> {
             _ => None,
         };
         let Some(canceller) = canceller else {
-            if flags & CANCELLING != 0 {
+            if st.has(CANCELLING) {
                 // Another cancel() is running the canceller and will apply
                 // the outcome (Twisted: the canceller runs at most once).
                 return None;
@@ -1053,13 +1046,13 @@ impl<T: Send + 'static> Core for Inner<T> {
             // silently swallow one late callback/errback. Both happen under
             // the lock, so a racing fire either wins outright or is the one
             // swallowed.
-            self.set(SUPPRESS);
+            st.set(SUPPRESS);
             if self.fire_locked(st, Err(Failure::new(CancelledError::new())), created) {
                 self.run_chain_here();
             }
             return None;
         };
-        self.set(CANCELLING);
+        st.set(CANCELLING);
         drop(st);
         // Kept until the default CancelledError is applied: if the canceller
         // dropped every other Resolver (e.g. by cancelling the timer that
@@ -1070,7 +1063,7 @@ impl<T: Send + 'static> Core for Inner<T> {
             Ok(Some(again)) => {
                 // Forwarded: ask it again on the next cancel().
                 let mut st = self.lock();
-                self.clear(CANCELLING);
+                st.clear(CANCELLING);
                 if let Rest::Unfired(slot @ None) = &mut st.rest {
                     *slot = Some(again);
                 }
@@ -1085,15 +1078,13 @@ impl<T: Send + 'static> Core for Inner<T> {
     }
 
     fn pause(&self) {
-        let _st = self.lock();
-        self.paused
-            .store(self.paused().saturating_add(1), Ordering::Relaxed);
+        let mut st = self.lock();
+        st.paused = st.paused.saturating_add(1);
     }
 
     fn unpause(&self) -> bool {
         let mut st = self.lock();
-        self.paused
-            .store(self.paused().saturating_sub(1), Ordering::Relaxed);
+        st.paused = st.paused.saturating_sub(1);
         if !self.can_run(&st) {
             return false;
         }
@@ -1103,14 +1094,14 @@ impl<T: Send + 'static> Core for Inner<T> {
             finish.run();
             return false;
         }
-        self.set(RUNNING);
+        st.set(RUNNING);
         true
     }
 
     fn poll_take(&self, waker: Option<&Waker>, sink: &mut dyn FnMut(&mut dyn Any)) -> Poll<()> {
         let mut st = self.lock();
         if self.finished(&st) {
-            self.clear(ARMED);
+            st.clear(ARMED);
             let emptied = st.take_rest_into(sink);
             drop(st);
             drop(emptied);
@@ -1122,15 +1113,14 @@ impl<T: Send + 'static> Core for Inner<T> {
 
     fn release_consumer(&self) {
         let mut st = self.lock();
-        self.set(NO_CONSUMER);
+        st.set(NO_CONSUMER);
         let waker = st.waker.take();
         // Any failure at rest is reported here, even a paused one: with the
         // handle gone nobody can unpause it any more (Rust does better than
         // Twisted, which reports only an armed failure).
-        let flags = self.flags();
-        if flags & (CALLED | RUNNING) == CALLED && !st.waiting() {
+        if self.called() && !st.has(RUNNING) && !st.waiting() {
             let unhandled = st.take_failure().map(|failure| {
-                self.clear(ARMED);
+                st.clear(ARMED);
                 self.unhandled(&st, failure)
             });
             drop(st);
@@ -1147,17 +1137,16 @@ impl<T: Send + 'static> Core for Inner<T> {
 
     fn snapshot(&self) -> Snapshot {
         let st = self.lock();
-        let flags = self.flags();
         let outbox = match &st.rest {
             Rest::Holder(h) => count(h.next.as_ref()),
             _ => 0,
         };
-        let running = flags & RUNNING != 0;
-        let called = flags & CALLED != 0;
+        let running = st.has(RUNNING);
+        let called = self.called();
         Snapshot {
             called,
             running,
-            paused: u32::from(self.paused()),
+            paused: st.paused,
             waiting: st.waiting(),
             callbacks: count(st.inbox.as_ref()) + outbox,
             result: st.result_state(),
@@ -1171,19 +1160,19 @@ impl<T: Send + 'static> Drop for Inner<T> {
     /// e.g. a paused Deferred returned from a callback, whose handle moved
     /// into the chain (Twisted reports it when the Deferred is collected).
     fn drop(&mut self) {
-        if self.flags.load(Ordering::Relaxed) & (ARMED | TRACED) != 0 {
-            self.report_and_forget();
+        let key = self.key();
+        let st = self.state.get_mut();
+        if st.has(ARMED | TRACED) {
+            Self::report_and_forget(st, key);
         }
     }
 }
 
 impl<T: Send + 'static> Inner<T> {
     #[cold]
-    fn report_and_forget(&mut self) {
-        let flags = self.flags.load(Ordering::Relaxed);
-        let key = (flags & TRACED != 0).then(|| self.key());
-        if flags & ARMED != 0 {
-            let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+    fn report_and_forget(st: &mut State<T>, key: usize) {
+        let key = st.has(TRACED).then_some(key);
+        if st.has(ARMED) {
             if let Some(failure) = st.take_failure() {
                 let describe = debug::describe(st.created, key);
                 let created = st.created;

@@ -28,16 +28,13 @@ use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{AlreadyTryingToLockError, CancelledError, TimeoutError};
+use crate::loom::Mutex;
 use crate::time::clock::{Clock, DelayedCall, TokioClock};
 use crate::{Deferred, Failure, Resolver, fail};
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 #[derive(Default)]
 struct LockState {
@@ -71,6 +68,10 @@ struct FsInner {
 ///
 /// The lock is released by [`unlock`](Self::unlock) or when the
 /// `DeferredFilesystemLock` is dropped.
+///
+/// Available with the crate's `fs` feature (on by default; it brings in
+/// the `fs4` crate).
+#[cfg_attr(docsrs, doc(cfg(feature = "fs")))]
 pub struct DeferredFilesystemLock {
     inner: Arc<FsInner>,
 }
@@ -126,7 +127,7 @@ impl DeferredFilesystemLock {
     /// [`io::ErrorKind::NotConnected`] if this handle does not hold the
     /// lock, or the OS error from unlocking.
     pub fn unlock(&self) -> io::Result<()> {
-        let file = lock(&self.inner.state).file.take();
+        let file = self.inner.state.lock().file.take();
         match file {
             Some(file) => fs4::FileExt::unlock(&file),
             None => Err(io::Error::new(
@@ -141,7 +142,7 @@ impl DeferredFilesystemLock {
 
     /// Whether this handle holds the lock.
     pub fn is_locked(&self) -> bool {
-        lock(&self.inner.state).file.is_some()
+        self.inner.state.lock().file.is_some()
     }
 
     /// A Deferred that fires (with `()`) once this handle holds the lock,
@@ -156,7 +157,7 @@ impl DeferredFilesystemLock {
     /// * An I/O error while trying fails it with that error.
     pub fn defer_until_locked(&self, timeout: Option<Duration>) -> Deferred<()> {
         {
-            let mut st = lock(&self.inner.state);
+            let mut st = self.inner.state.lock();
             if st.trying {
                 return fail(AlreadyTryingToLockError {
                     path: self.inner.path.clone(),
@@ -170,7 +171,7 @@ impl DeferredFilesystemLock {
                 FsInner::cancel_attempt(&inner, Failure::new(CancelledError::new()));
             }
         });
-        lock(&self.inner.state).resolver = Some(resolver);
+        self.inner.state.lock().resolver = Some(resolver);
         FsInner::try_once(&self.inner, timeout);
         d
     }
@@ -180,7 +181,7 @@ impl FsInner {
     fn try_lock(&self) -> io::Result<bool> {
         // Held across the open and the lock (system calls only, no user
         // code) so two threads using one handle cannot both open the file.
-        let mut st = lock(&self.state);
+        let mut st = self.state.lock();
         if st.file.is_some() {
             return Ok(true);
         }
@@ -208,7 +209,7 @@ impl FsInner {
         Option<DelayedCall>,
         Option<DelayedCall>,
     ) {
-        let mut st = lock(&self.state);
+        let mut st = self.state.lock();
         st.trying = false;
         (
             st.resolver.take(),
@@ -221,7 +222,7 @@ impl FsInner {
     fn try_once(inner: &Arc<FsInner>, timeout: Option<Duration>) {
         match inner.try_lock() {
             Ok(false) => {
-                let need_timeout = timeout.is_some() && lock(&inner.state).timeout_call.is_none();
+                let need_timeout = timeout.is_some() && inner.state.lock().timeout_call.is_none();
                 if let (true, Some(timeout)) = (need_timeout, timeout) {
                     let weak = Arc::downgrade(inner);
                     let call = inner.clock.call_later(timeout, move || {
@@ -254,7 +255,7 @@ impl FsInner {
     /// Keeps a timer for the attempt in progress, or cancels it if the
     /// attempt ended meanwhile.
     fn store_call(inner: &Arc<FsInner>, call: DelayedCall, is_timeout: bool) {
-        let mut st = lock(&inner.state);
+        let mut st = inner.state.lock();
         if !st.trying {
             drop(st);
             let _ = call.cancel();
@@ -285,7 +286,7 @@ impl FsInner {
 impl Drop for DeferredFilesystemLock {
     fn drop(&mut self) {
         let (file, resolver, try_call, timeout_call) = {
-            let mut st = lock(&self.inner.state);
+            let mut st = self.inner.state.lock();
             st.trying = false;
             (
                 st.file.take(),
@@ -307,7 +308,7 @@ impl Drop for DeferredFilesystemLock {
 
 impl fmt::Debug for DeferredFilesystemLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let st = lock(&self.inner.state);
+        let st = self.inner.state.lock();
         f.debug_struct("DeferredFilesystemLock")
             .field("path", &self.inner.path)
             .field("locked", &st.file.is_some())

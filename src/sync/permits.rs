@@ -42,13 +42,14 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 #[cfg(all(target_has_atomic = "64", not(tokio_deferred_no_atomic64)))]
 use std::sync::atomic::AtomicU64 as FastWord;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::deferred::IntoOutcome;
 use crate::error::CancelledError;
+use crate::loom::{Mutex, MutexGuard};
 use crate::{Deferred, Resolver};
 
 /// A token handed out by a [`Pool`]: the RAII guards implement it.
@@ -246,8 +247,7 @@ impl<P: Permit> Pool<P> {
     }
 
     fn lock(&self) -> Locked<'_, P> {
-        // No user code runs under this lock; recover rather than panic.
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = self.state.lock();
         // Only a holder of the mutex clears SLOW: if it is set, it stays so.
         if self.fast.load(Ordering::Relaxed) & SLOW == 0 {
             let word = self.fast.fetch_or(SLOW, Ordering::AcqRel);
@@ -577,7 +577,7 @@ impl Drop for Delivering {
 impl<P: Permit> Drop for Pool<P> {
     /// Nobody holds the pool any more: its waiters never fire.
     fn drop(&mut self) {
-        let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        let st = self.state.get_mut();
         for (_, waiter) in std::mem::take(&mut st.waiting) {
             match waiter {
                 Waiter::Guard(resolver) => resolver.release_as(P::OWNER),
@@ -612,7 +612,7 @@ impl FastWord {
     }
 
     fn word(&self) -> MutexGuard<'_, u64> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.0.lock()
     }
 
     fn load(&self, _: Ordering) -> u64 {

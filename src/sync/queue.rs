@@ -31,9 +31,10 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use crate::error::{CancelledError, QueueOverflow, QueueUnderflow};
+use crate::loom::{Mutex, MutexGuard};
 use crate::{Deferred, Resolver};
 
 pub(crate) mod stream;
@@ -52,8 +53,7 @@ struct QueueInner<T: Send + 'static> {
 
 impl<T: Send + 'static> QueueInner<T> {
     fn lock(&self) -> MutexGuard<'_, QueueState<T>> {
-        // No user code runs under this lock; recover rather than panic.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock()
     }
 }
 
@@ -217,7 +217,7 @@ impl<T: Send + 'static> DeferredQueue<T> {
 impl<T: Send + 'static> Drop for QueueInner<T> {
     /// The last handle went with `get`s waiting: they never fire.
     fn drop(&mut self) {
-        let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        let st = self.state.get_mut();
         for (_, resolver) in std::mem::take(&mut st.waiting) {
             resolver.release_as("tokio_deferred::DeferredQueue::get");
         }

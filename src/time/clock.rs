@@ -40,7 +40,7 @@ use std::fmt;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::pin;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use tokio::runtime::Handle;
@@ -48,12 +48,9 @@ use tokio::sync::Notify;
 
 use crate::Failure;
 use crate::error::DelayedCallError;
+use crate::loom::Mutex;
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Runs a call, containing a panic.
 fn run_guarded(f: Job) {
@@ -166,7 +163,7 @@ struct CallShared {
 impl CallShared {
     fn now(&self) -> Option<Duration> {
         match &self.backend {
-            Backend::Manual(w) => w.upgrade().map(|m| lock(&m.state).now),
+            Backend::Manual(w) => w.upgrade().map(|m| m.state.lock().now),
             Backend::Tokio { epoch, .. } => {
                 Some(tokio::time::Instant::now().saturating_duration_since(*epoch))
             }
@@ -245,18 +242,18 @@ impl DelayedCall {
     /// Whether the call is still pending: neither run (or running) nor
     /// cancelled (Twisted's `active()`).
     pub fn active(&self) -> bool {
-        lock(&self.shared.state).status == Status::Pending
+        self.shared.state.lock().status == Status::Pending
     }
 
     /// Whether the call has run (it counts as called from the moment it
     /// starts running).
     pub fn is_called(&self) -> bool {
-        lock(&self.shared.state).status == Status::Called
+        self.shared.state.lock().status == Status::Called
     }
 
     /// Whether the call was cancelled.
     pub fn is_cancelled(&self) -> bool {
-        lock(&self.shared.state).status == Status::Cancelled
+        self.shared.state.lock().status == Status::Cancelled
     }
 
     /// Cancels the call; its function is dropped without running.
@@ -268,7 +265,7 @@ impl DelayedCall {
     /// if it was cancelled.
     pub fn cancel(&self) -> Result<(), DelayedCallError> {
         let func = {
-            let mut st = lock(&self.shared.state);
+            let mut st = self.shared.state.lock();
             if st.status != Status::Pending {
                 return Err(Self::not_pending(st.status));
             }
@@ -302,7 +299,7 @@ impl DelayedCall {
 
     fn set_time(&self, f: impl FnOnce(Duration) -> Duration) -> Result<(), DelayedCallError> {
         let (time, generation) = {
-            let mut st = lock(&self.shared.state);
+            let mut st = self.shared.state.lock();
             if st.status != Status::Pending {
                 return Err(Self::not_pending(st.status));
             }
@@ -317,7 +314,7 @@ impl DelayedCall {
     /// When the call is (or was) due, from the clock's origin (Twisted's
     /// `getTime()`).
     pub fn time(&self) -> Duration {
-        lock(&self.shared.state).time
+        self.shared.state.lock().time
     }
 
     /// Whether two handles refer to the same call.
@@ -328,7 +325,7 @@ impl DelayedCall {
 
 impl fmt::Debug for DelayedCall {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let st = lock(&self.shared.state);
+        let st = self.shared.state.lock();
         let status = match st.status {
             Status::Pending => "pending",
             Status::Called => "called",
@@ -359,7 +356,7 @@ impl Entry {
 
     /// Whether this entry still stands for a pending call.
     fn is_live(&self) -> bool {
-        let st = lock(&self.call.state);
+        let st = self.call.state.lock();
         st.status == Status::Pending && st.generation == self.generation
     }
 }
@@ -402,10 +399,9 @@ impl Drop for ManualInner {
     /// would otherwise keep both alive forever. Dropping the function drops
     /// that Resolver, so the Deferred fails with `ResolverDroppedError`.
     fn drop(&mut self) {
-        let heap =
-            std::mem::take(&mut self.state.get_mut().unwrap_or_else(|e| e.into_inner()).heap);
+        let heap = std::mem::take(&mut self.state.get_mut().heap);
         for Reverse(entry) in heap {
-            let func = lock(&entry.call.state).func.take();
+            let func = entry.call.state.lock().func.take();
             drop(func); // outside the call's lock: it may run user code
         }
     }
@@ -413,7 +409,7 @@ impl Drop for ManualInner {
 
 impl ManualInner {
     fn push(&self, call: Arc<CallShared>, time: Duration, generation: u64, makes_stale: bool) {
-        let mut st = lock(&self.state);
+        let mut st = self.state.lock();
         let seq = call.seq;
         st.heap.push(Reverse(Entry {
             time,
@@ -428,7 +424,7 @@ impl ManualInner {
     }
 
     fn note_stale(&self) {
-        let mut st = lock(&self.state);
+        let mut st = self.state.lock();
         st.stale += 1;
         Self::maybe_compact(&mut st);
     }
@@ -487,13 +483,13 @@ impl ManualClock {
     /// advance the clock again.
     pub fn advance(&self, amount: Duration) {
         let now = {
-            let mut st = lock(&self.inner.state);
+            let mut st = self.inner.state.lock();
             st.now += amount;
             st.now
         };
         loop {
             let entry = {
-                let mut st = lock(&self.inner.state);
+                let mut st = self.inner.state.lock();
                 // A nested advance() from inside a call may have moved time on.
                 let now = now.max(st.now);
                 match st.heap.peek() {
@@ -503,7 +499,7 @@ impl ManualClock {
             };
             let Some(entry) = entry else { break };
             let func = {
-                let mut st = lock(&entry.call.state);
+                let mut st = entry.call.state.lock();
                 if st.status == Status::Pending && st.generation == entry.generation {
                     st.status = Status::Called;
                     st.func.take()
@@ -537,7 +533,7 @@ impl ManualClock {
     /// The calls still pending, earliest first (Twisted's
     /// `getDelayedCalls`).
     pub fn pending_calls(&self) -> Vec<DelayedCall> {
-        let st = lock(&self.inner.state);
+        let st = self.inner.state.lock();
         let mut live: Vec<&Entry> = st
             .heap
             .iter()
@@ -555,12 +551,12 @@ impl ManualClock {
 
 impl Clock for ManualClock {
     fn now(&self) -> Duration {
-        lock(&self.inner.state).now
+        self.inner.state.lock().now
     }
 
     fn call_later_boxed(&self, delay: Duration, f: Job) -> DelayedCall {
         let (time, seq) = {
-            let mut st = lock(&self.inner.state);
+            let mut st = self.inner.state.lock();
             let seq = st.next_seq;
             st.next_seq += 1;
             (st.now + delay, seq)
@@ -573,7 +569,7 @@ impl Clock for ManualClock {
 
 impl fmt::Debug for ManualClock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let st = lock(&self.inner.state);
+        let st = self.inner.state.lock();
         f.debug_struct("ManualClock")
             .field("now", &st.now)
             .field("heap_entries", &st.heap.len())
@@ -719,7 +715,7 @@ struct Unrun(Arc<CallShared>);
 impl Drop for Unrun {
     fn drop(&mut self) {
         let func = {
-            let mut st = lock(&self.0.state);
+            let mut st = self.0.state.lock();
             if st.status == Status::Pending {
                 st.status = Status::Cancelled;
                 st.func.take()
@@ -737,7 +733,7 @@ async fn sleep_and_run(call: &CallShared) {
     };
     loop {
         let deadline = {
-            let st = lock(&call.state);
+            let st = call.state.lock();
             if st.status != Status::Pending {
                 return;
             }
@@ -749,7 +745,7 @@ async fn sleep_and_run(call: &CallShared) {
             continue; // reset or cancelled: look again
         }
         let func = {
-            let mut st = lock(&call.state);
+            let mut st = call.state.lock();
             if st.status == Status::Pending && *epoch + st.time <= tokio::time::Instant::now() {
                 st.status = Status::Called;
                 st.func.take()

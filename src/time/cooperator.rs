@@ -50,8 +50,10 @@
 use std::fmt;
 use std::mem;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::loom::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
@@ -590,8 +592,7 @@ impl Effects {
 
 impl CoopInner {
     fn lock(&self) -> MutexGuard<'_, CoopState> {
-        // No user code runs under this lock; recover rather than panic.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock()
     }
 
     /// Twisted's `_addTask`: `task` (not paused, not finished) runs again.
@@ -868,10 +869,11 @@ impl CoopInner {
 // ---------------------------------------------------------------------------
 
 /// Every runtime's default cooperator.
-static DEFAULTS: Mutex<Vec<(Id, Cooperator)>> = Mutex::new(Vec::new());
+static DEFAULTS: crate::loom::std::Mutex<Vec<(Id, Cooperator)>> =
+    crate::loom::std::Mutex::new(Vec::new());
 
-fn defaults() -> MutexGuard<'static, Vec<(Id, Cooperator)>> {
-    DEFAULTS.lock().unwrap_or_else(|e| e.into_inner())
+fn defaults() -> crate::loom::std::MutexGuard<'static, Vec<(Id, Cooperator)>> {
+    DEFAULTS.lock()
 }
 
 /// The current runtime's default cooperator, made on first use; with no

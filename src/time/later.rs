@@ -12,12 +12,13 @@
 //! # }
 //! ```
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::deferred::IntoOutcome;
 use crate::deferred::resolver::OwnedResolver;
 use crate::error::{CancelledError, RuntimeRequiredError};
+use crate::loom::Mutex;
 use crate::time::clock::{Clock, DelayedCall};
 use crate::{Deferred, Resolver, fail};
 
@@ -100,7 +101,7 @@ where
     let slot: Arc<Mutex<Option<DelayedCall>>> = Arc::new(Mutex::new(None));
     let for_cancel = slot.clone();
     let (d, resolver) = Deferred::<()>::with_canceller(move |_| {
-        let call = for_cancel.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let call = for_cancel.lock().take();
         if let Some(call) = call {
             let _ = call.cancel();
         }
@@ -110,6 +111,6 @@ where
     let call = clock.call_later(delay, move || {
         let _ = resolver.callback(());
     });
-    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(call);
+    *slot.lock() = Some(call);
     d
 }

@@ -31,20 +31,17 @@
 //! is scheduled until it fires, so runs never overlap.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::deferred::IntoOutcome;
 use crate::deferred::resolver::OwnedResolver;
 use crate::error::LoopingCallError;
+use crate::loom::Mutex;
 use crate::time::clock::{Clock, DelayedCall, TokioClock};
 use crate::{Deferred, Failure, maybe_deferred};
 
 type LoopFn = Box<dyn FnMut(u64) -> Deferred<()> + Send + 'static>;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 struct LoopState {
     clock: Arc<dyn Clock>,
@@ -148,7 +145,7 @@ impl LoopingCall {
     /// Sets the clock the loop runs on (Twisted's `lc.clock = clock`). Call
     /// it before [`start`](Self::start).
     pub fn with_clock(self, clock: impl Clock) -> Self {
-        lock(&self.inner.state).clock = Arc::new(clock);
+        self.inner.state.lock().clock = Arc::new(clock);
         self
     }
 
@@ -170,7 +167,7 @@ impl LoopingCall {
     ) -> Result<Deferred<LoopingCall>, LoopingCallError> {
         let (d, resolver) = Deferred::new();
         let start_time = {
-            let mut st = lock(&self.inner.state);
+            let mut st = self.inner.state.lock();
             if st.running {
                 return Err(LoopingCallError::AlreadyRunning);
             }
@@ -203,7 +200,7 @@ impl LoopingCall {
     /// [`LoopingCallError::NotRunning`] if the loop is not running.
     pub fn stop(&self) -> Result<(), LoopingCallError> {
         let call = {
-            let mut st = lock(&self.inner.state);
+            let mut st = self.inner.state.lock();
             if !st.running {
                 return Err(LoopingCallError::NotRunning);
             }
@@ -213,7 +210,7 @@ impl LoopingCall {
         // If the timer already fired (a run is starting on another thread),
         // that run fires the start Deferred when it finishes.
         if call.is_some_and(|call| call.cancel().is_ok()) {
-            let resolver = lock(&self.inner.state).resolver.take();
+            let resolver = self.inner.state.lock().resolver.take();
             if let Some(resolver) = resolver {
                 let _ = resolver.callback(self.clone());
             }
@@ -230,7 +227,7 @@ impl LoopingCall {
     /// [`LoopingCallError::NotRunning`] if the loop is not running.
     pub fn reset(&self) -> Result<(), LoopingCallError> {
         let call = {
-            let mut st = lock(&self.inner.state);
+            let mut st = self.inner.state.lock();
             if !st.running {
                 return Err(LoopingCallError::NotRunning);
             }
@@ -240,7 +237,7 @@ impl LoopingCall {
         // reschedules itself, so there is nothing to restart.
         if call.is_some_and(|call| call.cancel().is_ok()) {
             let now = {
-                let mut st = lock(&self.inner.state);
+                let mut st = self.inner.state.lock();
                 st.start_time = st.clock.now();
                 st.start_time
             };
@@ -251,25 +248,25 @@ impl LoopingCall {
 
     /// Whether the loop is running (Twisted's `running`).
     pub fn is_running(&self) -> bool {
-        lock(&self.inner.state).running
+        self.inner.state.lock().running
     }
 
     /// The interval given to [`start`](Self::start).
     pub fn interval(&self) -> Duration {
-        lock(&self.inner.state).interval
+        self.inner.state.lock().interval
     }
 
     /// When the current schedule started, on the loop's clock (Twisted's
     /// `starttime`).
     pub fn start_time(&self) -> Duration {
-        lock(&self.inner.state).start_time
+        self.inner.state.lock().start_time
     }
 
     /// Schedules the next run on the grid, as seen from `when` (Twisted's
     /// `_scheduleFrom`).
     fn schedule_from(&self, when: Duration) {
         let (clock, delay) = {
-            let st = lock(&self.inner.state);
+            let st = self.inner.state.lock();
             let delay = if st.interval.is_zero() {
                 Duration::ZERO
             } else {
@@ -283,7 +280,7 @@ impl LoopingCall {
         };
         let me = self.clone();
         let call = clock.call_later(delay, move || me.run_once());
-        let mut st = lock(&self.inner.state);
+        let mut st = self.inner.state.lock();
         if st.running {
             st.call = Some(call);
         } else {
@@ -305,7 +302,7 @@ impl LoopingCall {
     fn run_once(&self) {
         // What to call the function with; `None`: skip this run.
         let count = {
-            let mut st = lock(&self.inner.state);
+            let mut st = self.inner.state.lock();
             st.call = None;
             if st.with_count {
                 let now = st.clock.now();
@@ -336,11 +333,11 @@ impl LoopingCall {
                 Some(1)
             }
         };
-        let func = count.and_then(|_| lock(&self.inner.func).take());
+        let func = count.and_then(|_| self.inner.func.lock().take());
         let d = match (func, count) {
             (Some(mut func), Some(count)) => {
                 let d = maybe_deferred(|| func(count));
-                *lock(&self.inner.func) = Some(func);
+                *self.inner.func.lock() = Some(func);
                 d
             }
             // Skipped, or the function restarts its own loop from inside
@@ -367,7 +364,7 @@ impl LoopingCall {
         match result {
             Ok(()) => {
                 let (running, now, resolver) = {
-                    let mut st = lock(&self.inner.state);
+                    let mut st = self.inner.state.lock();
                     if st.running {
                         (true, st.clock.now(), None)
                     } else {
@@ -382,7 +379,7 @@ impl LoopingCall {
             }
             Err(failure) => {
                 let resolver = {
-                    let mut st = lock(&self.inner.state);
+                    let mut st = self.inner.state.lock();
                     st.running = false;
                     st.resolver.take()
                 };
@@ -401,7 +398,7 @@ fn nanos(n: u128) -> Duration {
 
 impl fmt::Debug for LoopingCall {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let st = lock(&self.inner.state);
+        let st = self.inner.state.lock();
         f.debug_struct("LoopingCall")
             .field("running", &st.running)
             .field("interval", &st.interval)

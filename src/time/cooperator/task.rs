@@ -3,7 +3,9 @@
 
 use std::fmt;
 use std::panic::Location;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use crate::loom::{Mutex, MutexGuard};
 
 use super::{CoopInner, CoopState, Effects, TaskIter};
 use crate::deferred::resolver::OwnedResolver;
@@ -48,8 +50,7 @@ impl TaskInner {
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, TaskState> {
-        // No user code runs under this lock; recover rather than panic.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock()
     }
 }
 

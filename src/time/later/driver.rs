@@ -53,7 +53,7 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, VecDeque};
 use std::future::Future;
 use std::pin::{Pin, pin};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -62,6 +62,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::Resolver;
+use crate::loom::std::Mutex;
 
 /// Entries popped per lock of the queue.
 const BATCH: usize = 256;
@@ -69,10 +70,6 @@ const BATCH: usize = 256;
 const YIELD_EVERY: usize = 1024;
 /// Compaction needs at least this many cancelled entries.
 const COMPACT_MIN: usize = 64;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// One pending call.
 struct Entry {
@@ -242,7 +239,7 @@ impl Timers {
         let delay = u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX);
         let at = self.ticks(Instant::now()).saturating_add(delay);
         let wake = {
-            let mut q = lock(&self.queue);
+            let mut q = self.queue.lock();
             if q.closed {
                 return Err(resolver);
             }
@@ -273,7 +270,7 @@ impl Timers {
     fn note_cancel(&self) {
         let mut dropped = Vec::new();
         let wake = {
-            let mut q = lock(&self.queue);
+            let mut q = self.queue.lock();
             q.stale += 1;
             let trimmed = q.trim_stale(&mut dropped);
             q.maybe_compact(&mut dropped);
@@ -329,7 +326,7 @@ static REGISTRY: Mutex<Vec<(Id, Arc<Timers>)>> = Mutex::new(Vec::new());
 /// also cached for this thread.
 fn lookup(handle: &Handle, id: Id) -> Arc<Timers> {
     let (timers, fresh) = {
-        let mut reg = lock(&REGISTRY);
+        let mut reg = REGISTRY.lock();
         match reg.iter().find(|(rt, _)| *rt == id) {
             Some((_, t)) => (t.clone(), false),
             None => {
@@ -362,9 +359,11 @@ struct Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        lock(&REGISTRY).retain(|(id, t)| !(*id == self.id && Arc::ptr_eq(t, &self.timers)));
+        REGISTRY
+            .lock()
+            .retain(|(id, t)| !(*id == self.id && Arc::ptr_eq(t, &self.timers)));
         let pending = {
-            let mut q = lock(&self.timers.queue);
+            let mut q = self.timers.queue.lock();
             q.closed = true;
             q.sleeping_until = None;
             (std::mem::take(&mut q.run), std::mem::take(&mut q.heap))
@@ -389,7 +388,7 @@ async fn drive(guard: Guard) {
     loop {
         let now = timers.ticks(Instant::now());
         let next = {
-            let mut q = lock(&timers.queue);
+            let mut q = timers.queue.lock();
             q.pop_due(now, &mut batch, BATCH);
             if batch.is_empty() {
                 // Nothing due: drop cancelled fronts, then sleep until the
@@ -475,7 +474,8 @@ pub(super) fn cancelled() {
         .ok()
         .flatten();
     let timers = cached.or_else(|| {
-        lock(&REGISTRY)
+        REGISTRY
+            .lock()
             .iter()
             .find(|(rt, _)| *rt == id)
             .map(|(_, t)| t.clone())
