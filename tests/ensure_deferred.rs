@@ -222,3 +222,27 @@ fn many_awaits_of_fired_deferreds_use_no_stack() {
     });
     assert_eq!(success_result_of(&d), (0..5000).sum::<u64>());
 }
+
+// The abort that drops the future may run on a worker before `cancel()`
+// applies the default CancelledError: the task's Resolver is then gone
+// first, which must not turn the outcome into a ResolverDroppedError.
+#[test]
+fn cancel_racing_the_abort_on_a_worker_still_fails_with_cancelled_error() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    for _ in 0..2000 {
+        let d = {
+            let _entered = rt.enter();
+            ensure_deferred(async {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Ok::<_, Failure>(1)
+            })
+        };
+        d.cancel();
+        let failure = d.try_take().unwrap().unwrap_err();
+        assert!(failure.is::<CancelledError>(), "{failure:?}");
+    }
+}
