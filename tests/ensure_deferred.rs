@@ -246,3 +246,32 @@ fn cancel_racing_the_abort_on_a_worker_still_fails_with_cancelled_error() {
         assert!(failure.is::<CancelledError>(), "{failure:?}");
     }
 }
+
+// The Deferred the future awaited has fired but the future has not run
+// since (its wake-up is queued): a cancel then must not be lost on that
+// fired Deferred; it reaches what the future awaits next, or fails it.
+#[tokio::test(start_paused = true)]
+async fn a_cancel_between_the_wake_up_and_the_poll_is_not_lost() {
+    let (first, resolver) = Deferred::<u32>::new();
+    let d = ensure_deferred(async move {
+        let n = first.await?;
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        Ok::<_, Failure>(n)
+    });
+    resolver.callback(1).unwrap(); // wakes the task; it has not run yet
+    d.cancel();
+    assert!(d.await.unwrap_err().is::<CancelledError>());
+
+    let (first, resolver) = Deferred::<u32>::new();
+    let (second, _second_resolver) = Deferred::<u32>::new();
+    let d = ensure_deferred(async move {
+        let n = first.await?;
+        match second.await {
+            Err(f) if f.is::<CancelledError>() => Ok::<_, Failure>(n + 100),
+            other => other,
+        }
+    });
+    resolver.callback(1).unwrap();
+    d.cancel(); // reaches `second` once the future awaits it
+    assert_eq!(d.await.unwrap(), 101);
+}
