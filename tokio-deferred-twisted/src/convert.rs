@@ -54,7 +54,7 @@ fn try_failure_to_exception<'py>(
         return Ok(e.value(py));
     }
     if let Some(e) = failure.downcast_ref::<PyErr>() {
-        return Ok(e.value(py).clone());
+        return Ok(e.clone_ref(py).into_value(py).into_bound(py));
     }
     if let Some(p) = failure.downcast_ref::<PanicError>() {
         return Ok(RustPanic::new_err(p.message().to_owned())
@@ -120,7 +120,8 @@ pub fn exception_to_failure(value: &Bound<'_, PyBaseException>) -> Failure {
 /// The Rust [`Failure`] for a raised Python error (see
 /// [`exception_to_failure`]).
 pub fn pyerr_to_failure(py: Python<'_>, err: PyErr) -> Failure {
-    exception_to_failure(err.value(py))
+    // `into_value` puts the traceback on the exception object.
+    exception_to_failure(err.into_value(py).bind(py))
 }
 
 /// The Rust [`Failure`] for what a Twisted errback receives: a

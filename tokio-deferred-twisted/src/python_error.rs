@@ -46,9 +46,11 @@ pub struct PythonError {
 }
 
 impl PythonError {
-    /// Takes a raised Python error (for example the `Err` of a PyO3 call).
+    /// Takes a raised Python error (for example the `Err` of a PyO3 call),
+    /// with its traceback.
     pub fn new(py: Python<'_>, err: PyErr) -> PythonError {
-        PythonError::from_value(err.value(py))
+        // `into_value` puts the traceback on the exception object.
+        PythonError::from_value(err.into_value(py).bind(py))
     }
 
     /// Takes an exception object.

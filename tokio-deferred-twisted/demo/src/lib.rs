@@ -17,9 +17,7 @@ use std::time::Duration;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use tokio_deferred::{CancelledError, Deferred, Failure, defer_later, ensure_deferred};
-use tokio_deferred_twisted::{
-    DispatchMode, PythonError, Reactor, ReactorShutdownError, ensure_twisted,
-};
+use tokio_deferred_twisted::{DispatchMode, PythonError, Reactor, ensure_twisted};
 
 #[global_allocator]
 static ALLOCATOR: alloc::Counting = alloc::Counting;
@@ -251,30 +249,40 @@ fn with_canceller<'py>(
     reactor.as_twisted(py, d)
 }
 
-/// A future awaiting a `defer_later` Deferred of `delay` seconds. When
-/// cancelled it counts on `probe`, then (after one more hop to a worker)
-/// returns `on_cancel` if given, else fails with the CancelledError.
+/// A future awaiting a `defer_later` Deferred of `delay` seconds. Each
+/// cancel it sees is counted on `probe`; it absorbs `patience` of them
+/// (awaiting a new `defer_later` each time), then, after one more hop to a
+/// worker, returns `on_cancel` if given, else fails with the
+/// CancelledError.
 #[pyfunction]
-#[pyo3(signature = (probe, value, delay, on_cancel = None))]
+#[pyo3(signature = (probe, value, delay, on_cancel = None, patience = 0))]
 fn cooperative<'py>(
     py: Python<'py>,
     probe: Py<Probe>,
     value: Py<PyAny>,
     delay: f64,
     on_cancel: Option<Py<PyAny>>,
+    patience: usize,
 ) -> PyResult<Bound<'py, PyAny>> {
     let guard = DropGuard {
         probe: probe.clone_ref(py),
         done: false,
     };
     ensure_twisted(py, async move {
-        let out = match defer_later(secs(delay), move || Ok(value)).await {
-            Err(f) if f.is::<CancelledError>() => {
-                probe.get().saw_cancel.fetch_add(1, Ordering::SeqCst);
-                tokio::task::yield_now().await;
-                on_cancel.ok_or(f)
+        let mut seen = 0;
+        let out = loop {
+            match defer_later(secs(delay), || Ok(())).await {
+                Ok(()) => break Ok(value),
+                Err(f) if f.is::<CancelledError>() => {
+                    seen += 1;
+                    probe.get().saw_cancel.fetch_add(1, Ordering::SeqCst);
+                    if seen > patience {
+                        tokio::task::yield_now().await;
+                        break on_cancel.ok_or(f);
+                    }
+                }
+                Err(f) => break Err(f),
             }
-            other => other,
         };
         guard.finish();
         out
@@ -435,18 +443,24 @@ fn await_cancelled<'py>(
                 d.await
             }
             "drop" => {
+                // The chain takes the result (so the CancelledError that
+                // dropping the loser causes is handled) and sends it here.
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let d = d.add_both(move |r| {
+                    let _ = tx.send(r);
+                    Ok(())
+                });
                 tokio::select! {
-                    r = d.cancel_on_drop() => r,
-                    () = tokio::time::sleep(secs(after)) => Err(Failure::new(CancelledError::new())),
+                    _ = d.cancel_on_drop() => {}
+                    () = tokio::time::sleep(secs(after)) => {}
                 }
+                rx.await
+                    .unwrap_or_else(|_| Err(Failure::msg("the chain dropped its result")))
             }
             "timeout" => d.add_timeout(secs(after)).await,
             _ => Err(Failure::msg(format!("unknown way to cancel: {how}"))),
         };
-        Ok::<_, Failure>(match result {
-            Ok(v) => ("ok".to_owned(), Some(v), None),
-            Err(f) => ("failed".to_owned(), None, Some(short_type(&f))),
-        })
+        Ok::<_, Failure>(outcome(result))
     })
 }
 
@@ -472,11 +486,43 @@ fn cancel_now<'py>(py: Python<'py>, awaitable: Py<PyAny>) -> PyResult<Bound<'py,
     let d = reactor(py)?.from_twisted::<Py<PyAny>>(awaitable);
     d.cancel();
     let out = match d.try_take() {
-        Some(Ok(v)) => ("ok".to_owned(), Some(v), None),
-        Some(Err(f)) => ("failed".to_owned(), None, Some(short_type(&f))),
+        Some(result) => outcome(result),
         None => ("pending".to_owned(), None, None),
     };
     out.into_pyobject(py).map(|t| t.into_any())
+}
+
+/// From a Tokio worker, asks the reactor to run `start` (`Reactor::call`)
+/// and cancels the Rust Deferred at once, while this (the reactor) thread
+/// is still busy here, so the reactor gets to it only after the cancel.
+/// Returns a Deferred of `("ok", value, None)` or `("failed", None, type)`.
+#[pyfunction]
+fn cancelled_before_start(py: Python<'_>, start: Py<PyAny>) -> PyResult<Bound<'_, PyAny>> {
+    let reactor = reactor(py)?;
+    let handle = reactor.runtime_handle()?;
+    let worker_reactor = reactor.clone();
+    let task = handle.spawn(async move {
+        let d = worker_reactor.call::<Py<PyAny>, _>(move |py| start.bind(py).call0());
+        d.cancel();
+        d.await
+    });
+    // Wait for the worker with the GIL held: the reactor cannot run the
+    // queued call meanwhile.
+    while !task.is_finished() {
+        std::thread::yield_now();
+    }
+    reactor.ensure_twisted(py, async move {
+        let result = task.await.map_err(|e| Failure::msg(e.to_string()))?;
+        Ok::<_, Failure>(outcome(result))
+    })
+}
+
+/// `("ok", value, None)` or `("failed", None, type name)`.
+fn outcome(result: Result<Py<PyAny>, Failure>) -> (String, Option<Py<PyAny>>, Option<String>) {
+    match result {
+        Ok(v) => ("ok".to_owned(), Some(v), None),
+        Err(f) => ("failed".to_owned(), None, Some(short_type(&f))),
+    }
 }
 
 /// Starts `count` Rust->Twisted conversions whose futures complete on Tokio
@@ -522,14 +568,14 @@ fn deliver_holding_gil<'py>(
     Ok((deferreds, all_queued))
 }
 
-/// From `count` Tokio tasks, asks for the Rust Deferred of `awaitable`
-/// (`Reactor::from_twisted`) while this thread holds the GIL; returns
-/// whether all the tasks got through (they need no GIL) before `timeout`,
-/// and a Deferred of the list of their results.
+/// From `count` Tokio tasks, asks for the Rust Deferred of `make()`
+/// (`Reactor::call`) while this thread holds the GIL; returns whether all
+/// the tasks got through (they need no GIL) before `timeout`, and a
+/// Deferred of the list of their results.
 #[pyfunction]
 fn from_twisted_holding_gil<'py>(
     py: Python<'py>,
-    awaitable: Py<PyAny>,
+    make: Py<PyAny>,
     count: usize,
     timeout: f64,
 ) -> PyResult<(bool, Bound<'py, PyAny>)> {
@@ -537,15 +583,13 @@ fn from_twisted_holding_gil<'py>(
     let handle = reactor.runtime_handle()?;
     let started = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
-    let shared = Arc::new(awaitable);
+    let shared = Arc::new(make);
     for _ in 0..count {
         let reactor = reactor.clone();
         let started = started.clone();
         let shared = shared.clone();
         tasks.push(handle.spawn(async move {
-            // A new reference to the object needs the GIL; `call` gets it
-            // on the reactor thread.
-            let d = reactor.call::<Py<PyAny>, _>(move |py| Ok(shared.bind(py).clone()));
+            let d = reactor.call::<Py<PyAny>, _>(move |py| shared.bind(py).call0());
             started.fetch_add(1, Ordering::SeqCst);
             d.await
         }));
@@ -571,6 +615,18 @@ fn from_twisted_holding_gil<'py>(
 }
 
 // ---- Housekeeping for the tests --------------------------------------------
+
+/// Makes the global reactor handle with `workers` Tokio threads and a
+/// shutdown grace period of `grace` seconds (before any other call).
+#[pyfunction]
+#[pyo3(signature = (workers = 2, grace = 5.0))]
+fn install(py: Python<'_>, workers: usize, grace: f64) -> PyResult<()> {
+    tokio_deferred_twisted::ReactorBuilder::new()
+        .worker_threads(workers)
+        .shutdown_grace(secs(grace))
+        .install(py)
+        .map(drop)
+}
 
 /// `(bytes, blocks)` of Rust heap allocated by this module and not freed.
 #[pyfunction]
@@ -626,19 +682,6 @@ fn drop_unhandled(py: Python<'_>, awaitable: Py<PyAny>) -> PyResult<Bound<'_, Py
     })
 }
 
-/// Whether `ReactorShutdownError` is what the bridge answers now.
-#[pyfunction]
-fn try_start(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
-    match ensure_twisted(py, async { Ok::<_, Failure>(1) }) {
-        Err(e)
-            if e.is_instance_of::<tokio_deferred_twisted::exceptions::ReactorShutdownError>(py) =>
-        {
-            Err(e)
-        }
-        other => other,
-    }
-}
-
 #[pymodule]
 fn tokio_deferred_demo(m: &Bound<'_, PyModule>) -> PyResult<()> {
     events::install();
@@ -660,16 +703,16 @@ fn tokio_deferred_demo(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(error_info, m)?)?;
     m.add_function(wrap_pyfunction!(await_cancelled, m)?)?;
     m.add_function(wrap_pyfunction!(cancel_now, m)?)?;
+    m.add_function(wrap_pyfunction!(cancelled_before_start, m)?)?;
     m.add_function(wrap_pyfunction!(deliver_holding_gil, m)?)?;
     m.add_function(wrap_pyfunction!(from_twisted_holding_gil, m)?)?;
+    m.add_function(wrap_pyfunction!(install, m)?)?;
     m.add_function(wrap_pyfunction!(rust_heap, m)?)?;
     m.add_function(wrap_pyfunction!(error_events, m)?)?;
     m.add_function(wrap_pyfunction!(bridge_load, m)?)?;
     m.add_function(wrap_pyfunction!(dispatch_mode, m)?)?;
     m.add_function(wrap_pyfunction!(is_shut_down, m)?)?;
     m.add_function(wrap_pyfunction!(drop_unhandled, m)?)?;
-    m.add_function(wrap_pyfunction!(try_start, m)?)?;
     web::register(m)?;
-    let _ = ReactorShutdownError::new();
     Ok(())
 }
