@@ -78,3 +78,11 @@ pub(crate) fn is_awaitable(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
             .call1((obj,))?
             .is_truthy()?)
 }
+
+/// `twisted.internet.reactor`, installing Twisted's default reactor if none
+/// is installed yet (importing the module is what installs it; the module
+/// in `sys.modules` is the reactor itself, hence `import_module`).
+pub(crate) fn global_reactor(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    py.import("importlib")?
+        .call_method1("import_module", ("twisted.internet.reactor",))
+}

@@ -254,7 +254,7 @@ impl ReactorBuilder {
         if GLOBAL.get(py).is_some() {
             return Err(AlreadyInstalledError {}.into());
         }
-        let reactor = py.import("twisted.internet")?.getattr("reactor")?;
+        let reactor = crate::python::global_reactor(py)?;
         let handle = self.build(&reactor)?;
         GLOBAL
             .set(py, handle.clone())
@@ -299,7 +299,7 @@ impl Reactor {
     pub fn get(py: Python<'_>) -> PyResult<Reactor> {
         GLOBAL
             .get_or_try_init(py, || {
-                let reactor = py.import("twisted.internet")?.getattr("reactor")?;
+                let reactor = crate::python::global_reactor(py)?;
                 ReactorBuilder::new().build(&reactor)
             })
             .cloned()

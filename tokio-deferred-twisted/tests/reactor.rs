@@ -292,3 +292,27 @@ fn a_future_that_never_waits_gives_a_fired_deferred() {
         reactor.shutdown(py);
     });
 }
+
+#[test]
+fn the_global_reactor_is_installed_and_captured_on_first_use() {
+    with_twisted(|py, _| {
+        let reactor = Reactor::get(py).unwrap();
+        let installed = py
+            .import("sys")
+            .unwrap()
+            .getattr("modules")
+            .unwrap()
+            .get_item("twisted.internet.reactor")
+            .unwrap();
+        assert!(reactor.object(py).is(&installed));
+        assert!(reactor.is_reactor_thread());
+        assert_eq!(reactor.dispatch_mode(), DispatchMode::WakeUpSocket);
+        // The same handle afterwards; installing another is refused.
+        assert!(Reactor::get(py).unwrap().object(py).is(&installed));
+        assert!(
+            tokio_deferred_twisted::ReactorBuilder::new()
+                .install(py)
+                .is_err()
+        );
+    });
+}
