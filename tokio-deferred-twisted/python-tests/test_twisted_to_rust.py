@@ -35,6 +35,13 @@ class SuccessTests(BridgeTestCase):
         with self.assertRaises(TypeError):
             await demo.await_int(defer.succeed("not a number"))
 
+    async def test_a_rust_panic_after_awaiting_a_twisted_deferred(self):
+        d = defer.Deferred()
+        reactor.callLater(0.01, d.callback, 7)
+        with self.assertRaises(demo.RustPanic) as caught:
+            await demo.await_then_panic(d)
+        self.assertEqual(str(caught.exception), "got 7")
+
     async def test_not_awaitable_fails_with_twisteds_error(self):
         with self.assertRaises(defer.NotACoroutineError):
             await demo.await_value(42)

@@ -33,6 +33,41 @@ impl From<ReactorShutdownError> for PyErr {
     }
 }
 
+/// [`Reactor::call_from_thread`](crate::Reactor::call_from_thread) after
+/// the reactor shut down: the closure was not queued, and is given back.
+#[derive(thiserror::Error)]
+#[error(
+    "the Twisted reactor has shut down, so the closure cannot run on it; \
+     call into the reactor only while it runs"
+)]
+pub struct CallFromThreadError {
+    closure: Box<dyn FnOnce(pyo3::Python<'_>) + Send + 'static>,
+}
+
+impl CallFromThreadError {
+    pub(crate) fn new(closure: Box<dyn FnOnce(pyo3::Python<'_>) + Send + 'static>) -> Self {
+        CallFromThreadError { closure }
+    }
+
+    /// The closure that was not queued.
+    pub fn into_inner(self) -> Box<dyn FnOnce(pyo3::Python<'_>) + Send + 'static> {
+        self.closure
+    }
+}
+
+impl std::fmt::Debug for CallFromThreadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallFromThreadError")
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<CallFromThreadError> for PyErr {
+    fn from(err: CallFromThreadError) -> PyErr {
+        exceptions::ReactorShutdownError::new_err(err.to_string())
+    }
+}
+
 /// A [`Reactor`](crate::Reactor) was captured on a thread that is not the
 /// reactor's: the bridge needs to know which thread runs the reactor.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -207,7 +207,8 @@ mod to_twisted;
 pub use convert::{exception_to_failure, failure_to_exception, pyerr_to_failure};
 pub use dispatch::DispatchMode;
 pub use error::{
-    AlreadyInstalledError, NotReactorThreadError, ReactorShutdownError, UnsupportedReactorError,
+    AlreadyInstalledError, CallFromThreadError, NotReactorThreadError, ReactorShutdownError,
+    UnsupportedReactorError,
 };
 pub use python_error::PythonError;
 pub use reactor::{DEFAULT_SHUTDOWN_GRACE, Reactor, ReactorBuilder};

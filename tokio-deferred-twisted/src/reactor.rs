@@ -15,7 +15,8 @@ use tokio::runtime::Handle;
 
 use crate::dispatch::{DispatchMode, Dispatcher, Job, WakeReader};
 use crate::error::{
-    AlreadyInstalledError, NotReactorThreadError, ReactorShutdownError, UnsupportedReactorError,
+    AlreadyInstalledError, CallFromThreadError, NotReactorThreadError, ReactorShutdownError,
+    UnsupportedReactorError,
 };
 use crate::sync::lock;
 
@@ -342,16 +343,16 @@ impl Reactor {
     ///
     /// # Errors
     ///
-    /// [`ReactorShutdownError`] if the reactor has shut down; `f` is dropped
-    /// (on this thread, without the GIL).
-    pub fn call_from_thread<F>(&self, f: F) -> Result<(), ReactorShutdownError>
+    /// [`CallFromThreadError`], which gives `f` back, if the reactor has
+    /// shut down.
+    pub fn call_from_thread<F>(&self, f: F) -> Result<(), CallFromThreadError>
     where
         F: FnOnce(Python<'_>) + Send + 'static,
     {
         self.inner
             .dispatcher
             .push(Box::new(f))
-            .map_err(|_| ReactorShutdownError::new())
+            .map_err(CallFromThreadError::new)
     }
 
     /// The Tokio runtime's handle, starting the runtime on first use.

@@ -313,6 +313,21 @@ fn await_value(py: Python<'_>, awaitable: Py<PyAny>) -> PyResult<Bound<'_, PyAny
     })
 }
 
+/// Awaits `awaitable` on a worker, then panics with its result in the
+/// message.
+#[pyfunction]
+fn await_then_panic(py: Python<'_>, awaitable: Py<PyAny>) -> PyResult<Bound<'_, PyAny>> {
+    let reactor = reactor(py)?;
+    ensure_twisted(py, async move {
+        tokio::task::yield_now().await;
+        let n: i64 = reactor.from_twisted(awaitable).await?;
+        if n >= 0 {
+            panic!("got {n}");
+        }
+        Ok::<_, Failure>(n)
+    })
+}
+
 /// Awaits `awaitable` as an `i64` on a worker (extracted on the reactor
 /// thread) and returns twice it.
 #[pyfunction]
@@ -698,6 +713,7 @@ fn tokio_deferred_demo(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sleeper, m)?)?;
     m.add_function(wrap_pyfunction!(await_value, m)?)?;
     m.add_function(wrap_pyfunction!(await_int, m)?)?;
+    m.add_function(wrap_pyfunction!(await_then_panic, m)?)?;
     m.add_function(wrap_pyfunction!(call_python, m)?)?;
     m.add_function(wrap_pyfunction!(nest, m)?)?;
     m.add_function(wrap_pyfunction!(error_info, m)?)?;
