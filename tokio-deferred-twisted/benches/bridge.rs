@@ -185,7 +185,7 @@ fn run(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     if py.import("twisted").is_err() {
         let sys_path = py.import("sys")?.getattr("path")?;
         for dir in site_packages() {
-            sys_path.call_method1("insert", (0, dir))?;
+            sys_path.call_method1("insert", (0, dir.to_string_lossy()))?;
         }
     }
     let twisted_reactor = py

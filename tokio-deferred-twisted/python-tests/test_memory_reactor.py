@@ -2,34 +2,25 @@
 given a thread-safe callFromThread, as test suites do (Synapse's
 ThreadedMemoryReactorClock)."""
 
-import collections
 import time
 
 from twisted.internet import defer
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial import unittest
 
+from memory_reactor import ThreadedMemoryReactorClock
+
 import tokio_deferred_demo as demo
 
 
-class ThreadedMemoryReactorClock(MemoryReactorClock):
-    def __init__(self):
-        super().__init__()
-        self.from_threads = collections.deque()
-
-    def callFromThread(self, f, *args, **kwargs):
-        self.from_threads.append((f, args, kwargs))
-
-    def run_from_threads(self, until, timeout=10.0):
-        """Runs what other threads queued until `until()` is true."""
-        deadline = time.monotonic() + timeout
-        while not until():
-            if time.monotonic() > deadline:
-                raise AssertionError("nothing came from the other threads")
-            while self.from_threads:
-                f, args, kwargs = self.from_threads.popleft()
-                f(*args, **kwargs)
-            time.sleep(0.001)
+def run_until(reactor, until, timeout=10.0):
+    """Runs what other threads queued on `reactor` until `until()` is true."""
+    deadline = time.monotonic() + timeout
+    while not until():
+        if time.monotonic() > deadline:
+            raise AssertionError("nothing came from the other threads")
+        reactor.run_from_threads()
+        time.sleep(0.001)
 
 
 class FallbackTests(unittest.TestCase):
@@ -44,21 +35,21 @@ class FallbackTests(unittest.TestCase):
     def test_a_rust_future_fires_through_call_from_thread(self):
         d = self.bridge.later("value", 0.01)
         self.assertNoResult(d)
-        self.reactor.run_from_threads(lambda: d.called)
+        run_until(self.reactor, lambda: d.called)
         self.assertEqual(self.successResultOf(d), "value")
 
     def test_a_twisted_deferred_awaited_by_rust(self):
         source = defer.Deferred()
         d = self.bridge.await_value(source)
-        self.reactor.run_from_threads(lambda: self.bridge.in_flight() == 1 and not self.reactor.from_threads)
+        run_until(self.reactor, lambda: self.bridge.in_flight() == 1 and not self.reactor.from_threads)
         source.callback(["result"])
-        self.reactor.run_from_threads(lambda: d.called)
+        run_until(self.reactor, lambda: d.called)
         self.assertEqual(self.successResultOf(d), ["result"])
 
     def test_shutdown_fails_waiting_deferreds_and_refuses_new_work(self):
         never = defer.Deferred()
         waiting = self.bridge.await_value(never)
-        self.reactor.run_from_threads(lambda: not self.reactor.from_threads)
+        run_until(self.reactor, lambda: not self.reactor.from_threads)
         self.bridge.shutdown()
         self.failureResultOf(waiting, demo.ReactorShutdownError)
         self.assertRaises(demo.ReactorShutdownError, self.bridge.later, 1, 0.0)

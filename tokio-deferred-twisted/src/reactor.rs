@@ -217,25 +217,12 @@ impl ReactorBuilder {
         // not keep the runtime alive (a cycle through Rust that Python's
         // garbage collector cannot see).
         if reactor.hasattr(intern!(py, "addSystemEventTrigger"))? {
-            let hook = Py::new(
-                py,
-                ShutdownHook {
-                    inner: Arc::downgrade(&inner),
-                    at_exit: false,
-                },
-            )?;
             reactor.call_method1(
                 intern!(py, "addSystemEventTrigger"),
-                ("after", "shutdown", hook),
+                ("after", "shutdown", ShutdownHook::new(py, &inner, false)?),
             )?;
         }
-        let at_exit = Py::new(
-            py,
-            ShutdownHook {
-                inner: Arc::downgrade(&inner),
-                at_exit: true,
-            },
-        )?;
+        let at_exit = ShutdownHook::new(py, &inner, true)?;
         py.import("atexit")?
             .call_method1(intern!(py, "register"), (at_exit.bind(py),))?;
         *lock(&inner.at_exit) = Some(at_exit);
@@ -513,6 +500,18 @@ impl Drop for Inner {
 pub(crate) struct ShutdownHook {
     inner: Weak<Inner>,
     at_exit: bool,
+}
+
+impl ShutdownHook {
+    fn new(py: Python<'_>, inner: &Arc<Inner>, at_exit: bool) -> PyResult<Py<ShutdownHook>> {
+        Py::new(
+            py,
+            ShutdownHook {
+                inner: Arc::downgrade(inner),
+                at_exit,
+            },
+        )
+    }
 }
 
 #[pymethods]

@@ -13,26 +13,10 @@ use std::path::PathBuf;
 use pyo3::prelude::*;
 use pyo3::types::PyModule;
 
-/// Python helpers: a MemoryReactorClock with a thread-safe callFromThread.
+/// Python helpers (with `ThreadedMemoryReactorClock` from
+/// `python-tests/memory_reactor.py`).
 const HELPERS: &std::ffi::CStr = cr#"
-import collections
-from twisted.internet.testing import MemoryReactorClock
-
-class ThreadedMemoryReactorClock(MemoryReactorClock):
-    def __init__(self):
-        super().__init__()
-        self.from_threads = collections.deque()
-
-    def callFromThread(self, f, *args, **kwargs):
-        self.from_threads.append((f, args, kwargs))
-
-    def run_from_threads(self):
-        ran = 0
-        while self.from_threads:
-            f, args, kwargs = self.from_threads.popleft()
-            f(*args, **kwargs)
-            ran += 1
-        return ran
+from memory_reactor import ThreadedMemoryReactorClock
 
 def raise_in_here(exc):
     raise exc
@@ -73,10 +57,14 @@ pub fn with_twisted<R>(
         if py.import("twisted").is_err() {
             let sys_path = py.import("sys")?.getattr("path")?;
             for dir in venv_site_packages() {
-                sys_path.call_method1("insert", (0, dir))?;
+                sys_path.call_method1("insert", (0, dir.to_string_lossy()))?;
             }
         }
         py.import("twisted.internet.defer")?;
+        let python_tests = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python-tests");
+        py.import("sys")?
+            .getattr("path")?
+            .call_method1("insert", (0, python_tests.to_string_lossy()))?;
         Ok(PyModule::from_code(py, HELPERS, c"helpers.py", c"helpers")?.unbind())
     });
     let helpers = match ready {
