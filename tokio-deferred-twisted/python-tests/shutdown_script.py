@@ -15,6 +15,7 @@ import tokio_deferred_demo as demo
 GRACE = float(sys.argv[1])
 
 report = {"values": 0, "shutdown_errors": 0, "other": [], "unhandled": 0}
+never = []
 
 
 def observe(event):
@@ -42,8 +43,10 @@ def start():
         demo.later(i, 0.2).addCallbacks(ok, err)
     for i in range(50):
         demo.later(i, 3600.0).addCallbacks(ok, err)
-    # A Rust future waiting for a Twisted Deferred that never fires.
-    demo.await_value(defer.Deferred()).addCallbacks(ok, err)
+    # A Rust future waiting for a Twisted Deferred that never fires (kept,
+    # as its producer would keep it).
+    never.append(defer.Deferred())
+    demo.await_value(never[0]).addCallbacks(ok, err)
     reactor.callLater(0.05, stop)
 
 

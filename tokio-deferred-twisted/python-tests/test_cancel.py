@@ -204,3 +204,30 @@ class RustCancelsTwistedTests(BridgeTestCase):
         result = await demo.cancelled_before_start(start)
         self.assertEqual(result, ("failed", None, "CancelledError"))
         self.assertEqual(started, [])
+
+    async def test_a_deferred_cancelled_before_the_reactor_attached_is_cancelled(self):
+        d, calls = self.counted()
+        result = await demo.cancelled_before_start(d, call=False)
+        self.assertEqual(result, ("failed", None, "CancelledError"))
+        for _ in range(200):  # the reactor gets to the queued attach
+            if calls:
+                break
+            await sleep(0.005)
+        self.assertEqual(len(calls), 1)
+        self.assertIsNone(d.result)  # consumed
+
+    async def test_a_coroutine_cancelled_before_the_reactor_attached_is_closed(self):
+        started = []
+
+        async def coro():
+            started.append(1)
+
+        c = coro()
+        result = await demo.cancelled_before_start(c, call=False)
+        self.assertEqual(result, ("failed", None, "CancelledError"))
+        for _ in range(200):
+            if c.cr_frame is None:
+                break
+            await sleep(0.005)
+        self.assertIsNone(c.cr_frame)  # closed, never run
+        self.assertEqual(started, [])

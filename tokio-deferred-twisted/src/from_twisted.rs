@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, Weak};
 use pyo3::conversion::FromPyObjectOwned;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::PyCFunction;
+use pyo3::types::{PyCFunction, PyWeakrefReference};
 use tokio_deferred::{Deferred, Failure, Resolver, fail};
 
 use crate::convert::{pyerr_to_failure, twisted_failure_to_failure};
@@ -45,7 +45,10 @@ impl Reactor {
     ///
     /// Once the reactor has shut down, the Deferred fails with
     /// [`ReactorShutdownError`]; one still waiting when it shuts down fails
-    /// with it then.
+    /// with it then. The bridge holds the Twisted Deferred weakly: if
+    /// nothing else references it, it can never fire, and when Python
+    /// collects it the Rust Deferred fails with
+    /// [`ResolverDroppedError`](tokio_deferred::ResolverDroppedError).
     pub fn from_twisted<T>(&self, awaitable: Py<PyAny>) -> Deferred<T>
     where
         T: for<'py> FromPyObjectOwned<'py> + Send + 'static,
@@ -82,21 +85,16 @@ impl Reactor {
             return fail(ReactorShutdownError::new());
         }
         let id = inner.new_pending_id();
-        let mut deferred = None;
-        let waiter = Arc::new_cyclic(|weak: &Weak<Waiter<T>>| {
-            let weak = weak.clone();
-            let (d, resolver) = Deferred::with_canceller(move |_| Waiter::cancel(&weak));
-            deferred = Some(d);
-            Waiter {
-                resolver,
-                side: Mutex::new(Side::NotAttached { cancelled: false }),
-                inner: Arc::downgrade(inner),
-                id,
-            }
+        let side = Arc::new(Mutex::new(Side::NotAttached { cancelled: false }));
+        let (cancel_side, cancel_inner) = (Arc::downgrade(&side), Arc::downgrade(inner));
+        let (deferred, resolver) =
+            Deferred::with_canceller(move |_| cancel_twisted(&cancel_side, &cancel_inner));
+        let waiter = Arc::new(Waiter {
+            resolver,
+            side,
+            inner: Arc::downgrade(inner),
+            id,
         });
-        let Some(deferred) = deferred else {
-            unreachable!("Arc::new_cyclic runs its closure")
-        };
         let as_dyn: Arc<dyn FailOnShutdown> = waiter.clone();
         if !inner.add_pending(id, Arc::downgrade(&as_dyn)) {
             waiter.fail_on_shutdown();
@@ -127,7 +125,11 @@ enum Side {
     /// The reactor has not run `f` yet; `cancelled` if the Rust Deferred was
     /// cancelled meanwhile (then `f` never runs).
     NotAttached { cancelled: bool },
-    /// Waiting for the Twisted Deferred.
+    /// Waiting for the Twisted Deferred: a weak reference to it, so that
+    /// no cycle through Rust (invisible to Python's garbage collector)
+    /// keeps it alive. The Deferred's producer keeps it alive; if nothing
+    /// does, it can never fire, and when it goes the Rust Deferred fails
+    /// with `ResolverDroppedError` instead of waiting forever.
     Attached(Py<PyAny>),
     /// The Twisted Deferred was cancelled (or never made), or its result
     /// came.
@@ -137,7 +139,8 @@ enum Side {
 /// A Rust Deferred waiting for a Twisted one.
 struct Waiter<T: Send + 'static> {
     resolver: Resolver<T>,
-    side: Mutex<Side>,
+    /// Shared with the Rust Deferred's canceller.
+    side: Arc<Mutex<Side>>,
     inner: Weak<Inner>,
     id: u64,
 }
@@ -147,42 +150,44 @@ trait Receive: Send + Sync {
     fn receive(&self, result: &Bound<'_, PyAny>);
 }
 
-impl<T> Waiter<T>
-where
-    T: for<'py> FromPyObjectOwned<'py> + Send + 'static,
-{
-    /// The Rust Deferred's canceller: cancels the Twisted Deferred on the
-    /// reactor thread (now, if this is it).
-    fn cancel(weak: &Weak<Waiter<T>>) {
-        let Some(waiter) = weak.upgrade() else {
+/// The Rust Deferred's canceller: cancels the Twisted Deferred on the
+/// reactor thread (now, if this is it), or keeps it from starting.
+fn cancel_twisted(side: &Weak<Mutex<Side>>, inner: &Weak<Inner>) {
+    let Some(side) = side.upgrade() else {
+        return;
+    };
+    let weak_twisted = {
+        let mut side = lock(&side);
+        match std::mem::replace(&mut *side, Side::Done) {
+            Side::NotAttached { .. } => {
+                *side = Side::NotAttached { cancelled: true };
+                return;
+            }
+            Side::Attached(weak_twisted) => weak_twisted,
+            Side::Done => return,
+        }
+    };
+    let Some(inner) = inner.upgrade() else {
+        return;
+    };
+    let job = Box::new(move |py: Python<'_>| {
+        let weak_twisted = weak_twisted.bind(py);
+        let Ok(weak_twisted) = weak_twisted.cast::<PyWeakrefReference>() else {
             return;
         };
-        let twisted = {
-            let mut side = lock(&waiter.side);
-            match std::mem::replace(&mut *side, Side::Done) {
-                Side::NotAttached { .. } => {
-                    *side = Side::NotAttached { cancelled: true };
-                    return;
-                }
-                Side::Attached(twisted) => twisted,
-                Side::Done => return,
-            }
-        };
-        let Some(inner) = waiter.inner.upgrade() else {
+        let Some(twisted) = weak_twisted.upgrade() else {
             return;
         };
-        let job = Box::new(move |py: Python<'_>| {
-            // A canceller that raises: Twisted lets it out of cancel().
-            if let Err(err) = twisted.bind(py).call_method0(intern!(py, "cancel")) {
-                tracing::error!(
-                    target: "tokio_deferred_twisted",
-                    "cancelling a Twisted Deferred raised: {err}"
-                );
-            }
-        });
-        // Refused after the shutdown: the Twisted Deferred is left alone.
-        let _ = inner.run_on_reactor(job);
-    }
+        // A canceller that raises: Twisted lets it out of cancel().
+        if let Err(err) = twisted.call_method0(intern!(py, "cancel")) {
+            tracing::error!(
+                target: "tokio_deferred_twisted",
+                "cancelling a Twisted Deferred raised: {err}"
+            );
+        }
+    });
+    // Refused after the shutdown: the Twisted Deferred is left alone.
+    let _ = inner.run_on_reactor(job);
 }
 
 impl<T> Receive for Waiter<T>
@@ -235,15 +240,26 @@ fn attach<T, F>(
     T: for<'py> FromPyObjectOwned<'py> + Send + 'static,
     F: for<'py> FnOnce(Python<'py>) -> PyResult<Bound<'py, PyAny>> + Send + 'static,
 {
-    {
+    let cancelled_early = {
         let mut side = lock(&waiter.side);
         match &*side {
-            Side::NotAttached { cancelled: false } => {}
-            Side::NotAttached { cancelled: true } | Side::Done | Side::Attached(_) => {
+            Side::NotAttached { cancelled } => *cancelled,
+            Side::Done | Side::Attached(_) => {
                 *side = Side::Done;
                 return;
             }
         }
+    };
+    if cancelled_early {
+        *lock(&waiter.side) = Side::Done;
+        // Python code `call` was to run never starts; an object given to
+        // `from_twisted` exists already, so the cancel reaches it.
+        if start == Start::Awaitable {
+            if let Ok(obj) = f(py) {
+                cancel_unstarted(&obj, waiter);
+            }
+        }
+        return;
     }
     let twisted = match context {
         Some(context) => start_in_context(py, context.bind(py), f, start),
@@ -264,10 +280,11 @@ fn attach<T, F>(
         match &*side {
             Side::NotAttached { cancelled } => {
                 let cancelled = *cancelled;
-                *side = if cancelled {
-                    Side::Done
-                } else {
-                    Side::Attached(twisted.clone().unbind())
+                *side = match (cancelled, PyWeakrefReference::new(&twisted)) {
+                    (false, Ok(weak)) => Side::Attached(weak.into_any().unbind()),
+                    // Cancelled already, or (not for a Deferred) no weak
+                    // reference possible: nothing left to cancel.
+                    _ => Side::Done,
                 };
                 cancelled
             }
@@ -284,6 +301,36 @@ fn attach<T, F>(
     }
     if cancel {
         let _ = twisted.call_method0(intern!(py, "cancel"));
+    }
+}
+
+/// Cancels what `from_twisted` was given, before the bridge attached to it:
+/// a Deferred is cancelled (its outcome consumed by a receiver), a
+/// coroutine or generator, never started, is closed.
+fn cancel_unstarted<T>(obj: &Bound<'_, PyAny>, waiter: Arc<Waiter<T>>)
+where
+    T: for<'py> FromPyObjectOwned<'py> + Send + 'static,
+{
+    let py = obj.py();
+    let cancelled = match python::deferred_type(py).and_then(|t| obj.is_instance(t)) {
+        Ok(true) => Py::new(
+            py,
+            Receiver {
+                waiter: waiter as Arc<dyn Receive>,
+            },
+        )
+        .and_then(|r| obj.call_method1(intern!(py, "addBoth"), (r,)))
+        .and_then(|_| obj.call_method0(intern!(py, "cancel"))),
+        _ if obj.hasattr(intern!(py, "close")).unwrap_or(false) => {
+            obj.call_method0(intern!(py, "close"))
+        }
+        _ => return,
+    };
+    if let Err(err) = cancelled {
+        tracing::error!(
+            target: "tokio_deferred_twisted",
+            "cancelling a Twisted Deferred raised: {err}"
+        );
     }
 }
 

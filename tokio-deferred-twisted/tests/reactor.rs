@@ -222,7 +222,7 @@ fn cancelling_on_the_reactor_thread_gets_twisteds_outcome_at_once() {
             .unwrap()
             .call1((canceller,))
             .unwrap();
-        let d: Deferred<String> = reactor.from_twisted(with.unbind());
+        let d: Deferred<String> = reactor.from_twisted(with.clone().unbind());
         d.cancel();
         assert_eq!(d.try_take().unwrap().unwrap(), "recovered");
         reactor.shutdown(py);
@@ -253,8 +253,9 @@ fn the_shutdown_fails_waiting_deferreds_and_refuses_new_work() {
     with_twisted(|py, helpers| {
         let reactor = Reactor::builder().build(&memory_reactor(helpers)).unwrap();
         let defer = py.import("twisted.internet.defer").unwrap();
+        // Referenced here, as its producer would: it could still fire.
         let never = defer.getattr("Deferred").unwrap().call0().unwrap();
-        let d: Deferred<Py<PyAny>> = reactor.from_twisted(never.unbind());
+        let d: Deferred<Py<PyAny>> = reactor.from_twisted(never.clone().unbind());
         assert_eq!(reactor.waiting(), 1);
         reactor.shutdown(py);
         assert!(reactor.is_shut_down());
@@ -314,5 +315,23 @@ fn the_global_reactor_is_installed_and_captured_on_first_use() {
                 .install(py)
                 .is_err()
         );
+    });
+}
+
+#[test]
+fn a_twisted_deferred_nobody_references_fails_the_rust_one_instead_of_hanging() {
+    with_twisted(|py, helpers| {
+        let reactor = Reactor::builder().build(&memory_reactor(helpers)).unwrap();
+        let defer = py.import("twisted.internet.defer").unwrap();
+        let orphan = defer.getattr("Deferred").unwrap().call0().unwrap().unbind();
+        let d: Deferred<Py<PyAny>> = reactor.from_twisted(orphan);
+        py.import("gc").unwrap().call_method0("collect").unwrap();
+        let failure = d.try_take().unwrap().unwrap_err();
+        assert!(
+            failure.is::<tokio_deferred::ResolverDroppedError>(),
+            "{failure:?}"
+        );
+        assert_eq!(reactor.waiting(), 0);
+        reactor.shutdown(py);
     });
 }

@@ -511,13 +511,24 @@ fn cancel_now<'py>(py: Python<'py>, awaitable: Py<PyAny>) -> PyResult<Bound<'py,
 /// and cancels the Rust Deferred at once, while this (the reactor) thread
 /// is still busy here, so the reactor gets to it only after the cancel.
 /// Returns a Deferred of `("ok", value, None)` or `("failed", None, type)`.
+/// With `call=False`, `start` is itself the object, given to
+/// `Reactor::from_twisted`.
 #[pyfunction]
-fn cancelled_before_start(py: Python<'_>, start: Py<PyAny>) -> PyResult<Bound<'_, PyAny>> {
+#[pyo3(signature = (start, call = true))]
+fn cancelled_before_start(
+    py: Python<'_>,
+    start: Py<PyAny>,
+    call: bool,
+) -> PyResult<Bound<'_, PyAny>> {
     let reactor = reactor(py)?;
     let handle = reactor.runtime_handle()?;
     let worker_reactor = reactor.clone();
     let task = handle.spawn(async move {
-        let d = worker_reactor.call::<Py<PyAny>, _>(move |py| start.bind(py).call0());
+        let d = if call {
+            worker_reactor.call::<Py<PyAny>, _>(move |py| start.bind(py).call0())
+        } else {
+            worker_reactor.from_twisted::<Py<PyAny>>(start)
+        };
         d.cancel();
         d.await
     });
