@@ -128,7 +128,9 @@
 //!   runs on the reactor shortly after (its outcome is consumed, as
 //!   `asFuture` does); the Twisted side is not touched if it fired first.
 //!   A Rust Deferred from [`Reactor::call`] cancelled before the reactor
-//!   got to it never runs the Python code.
+//!   got to it never runs the Python code (one from
+//!   [`Reactor::from_twisted`] still cancels the Twisted Deferred, or closes
+//!   the coroutine it was given).
 //!
 //! # Errors
 //!
