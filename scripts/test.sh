@@ -8,8 +8,10 @@
 #      over Deferred, then 500 over LocalDeferred (conformance/run.py; the
 #      first run creates target/conform-venv and pip-installs Twisted, so it
 #      needs python3 with venv and network access once);
-#   3. the Twisted bridge's Python tests, scripts/test-twisted.sh, when that
-#      script is there.
+#   3. the Twisted programs of examples/twisted/ against their recorded
+#      transcripts;
+#   4. the Twisted bridge's tests against real Twisted (scripts/test-twisted.sh:
+#      its own venv under target/, the maturin-built module, trial).
 #
 # CONFORMANCE_SEED (default 1) picks the conformance scripts.
 set -euo pipefail
@@ -29,7 +31,5 @@ for name in cancel_walkthrough job_runner; do
   target/conform-venv/bin/python "examples/twisted/$name.py" | diff -u "examples/twisted/$name.txt" -
 done
 
-if [ -x scripts/test-twisted.sh ]; then
-  echo "== the Twisted bridge's Python tests (scripts/test-twisted.sh)"
-  scripts/test-twisted.sh
-fi
+echo "== the Twisted bridge against real Twisted 26.10 (scripts/test-twisted.sh)"
+scripts/test-twisted.sh

@@ -48,10 +48,14 @@
 //! "The Deferred it is awaiting" means the Deferreds that returned
 //! `Poll::Pending` during the future's most recent poll; each later
 //! `cancel()` goes to the ones awaited then (Twisted's
-//! `test_inlineCallbacksCancelCaptured`). One difference from Twisted: the
-//! future resumes on the runtime, not inside `cancel()`, so a second
-//! `cancel()` issued before the runtime has resumed it reaches the same
-//! (already cancelled) Deferred and does nothing more.
+//! `test_inlineCallbacksCancelCaptured`). The future resumes on the
+//! runtime, not inside `cancel()` as in Twisted, so a `cancel()` may come
+//! when those Deferreds have all fired but the future has not run since
+//! (their result, or an earlier cancel, is on its way to it). Such a cancel
+//! is not lost: it goes to the Deferreds the future awaits when it next
+//! suspends (as it would in Twisted, where the future would already be
+//! waiting on them), or, if it then awaits no Deferred, the future is
+//! dropped and the Deferred fails with `CancelledError`.
 
 pub(crate) mod inline_callbacks;
 
@@ -87,31 +91,59 @@ thread_local! {
 /// Shared between a future's task and its Deferred's canceller.
 #[derive(Default)]
 struct Driver {
-    /// The Deferreds the future was awaiting at its last poll.
-    awaiting: Mutex<Vec<Weak<dyn Core>>>,
+    awaiting: Mutex<Awaiting>,
     abort: Mutex<Option<tokio::task::AbortHandle>>,
     cancelled: AtomicBool,
 }
 
+/// What the future awaited, as its task and a `cancel()` see it.
+#[derive(Default)]
+struct Awaiting {
+    /// The Deferreds the future was awaiting at its last poll (kept while it
+    /// is polled again, until that poll ends).
+    targets: Vec<Weak<dyn Core>>,
+    /// A `cancel()` found every target already fired: the future has been
+    /// woken and not polled yet (or is being polled), so the cancel goes to
+    /// what it awaits when that poll ends, or drops it if it awaits no
+    /// Deferred (see [`Driver::end_poll`]).
+    missed: bool,
+}
+
 impl CooperativeCancel for Driver {
     fn cancel(&self) -> bool {
-        let targets: Vec<Arc<dyn Core>> = self
-            .awaiting
-            .lock()
-            .iter()
-            .filter_map(Weak::upgrade)
-            .collect();
+        let targets: Vec<Arc<dyn Core>> = {
+            let mut awaiting = self.awaiting.lock();
+            let targets: Vec<Arc<dyn Core>> =
+                awaiting.targets.iter().filter_map(Weak::upgrade).collect();
+            if !targets.is_empty()
+                && targets.iter().all(|t| {
+                    let s = t.snapshot();
+                    s.called && !s.waiting
+                })
+            {
+                awaiting.missed = true;
+                return true;
+            }
+            targets
+        };
         if !targets.is_empty() {
             for target in targets {
                 cancel_core(target);
             }
             return true;
         }
+        self.abort_task();
+        false
+    }
+}
+
+impl Driver {
+    /// Drops the future: its task is aborted.
+    fn abort_task(&self) {
         self.cancelled.store(true, Ordering::SeqCst);
         if let Some(handle) = self.abort.lock().take() {
             handle.abort();
         }
-        false
     }
 }
 
@@ -157,17 +189,17 @@ impl<F: Future> Future for Driven<F> {
     #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        if let Some(driver) = this.driver {
-            driver.clear_awaiting();
-        }
         let mark = LEN.get();
         let outer_mark = MARK.replace(mark);
         DEPTH.set(DEPTH.get() + 1);
         let polled = catch_unwind(AssertUnwindSafe(|| this.fut.poll(cx)));
         DEPTH.set(DEPTH.get() - 1);
         MARK.set(outer_mark);
-        if LEN.get() > mark {
-            Driver::collect_noted(this.driver, mark);
+        let noted = LEN.get() > mark;
+        if (noted || this.driver.is_some()) && Driver::end_poll(this.driver, mark, noted) {
+            if let Ok(Poll::Pending) = polled {
+                return Poll::Ready(Err(Failure::new(crate::error::CancelledError::new())));
+            }
         }
         match polled {
             Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
@@ -178,22 +210,41 @@ impl<F: Future> Future for Driven<F> {
 }
 
 impl Driver {
-    /// Forgets what the future awaited at its previous poll.
+    /// A poll ended: the Deferreds it awaited (noted from `mark` on) are now
+    /// what a `cancel()` goes to (the driver is made the first time the
+    /// future awaits one). A cancel that missed (see [`Awaiting::missed`])
+    /// goes to them now; `true` if there are none, when the future must be
+    /// dropped and its Deferred fail with `CancelledError`.
     #[inline(never)]
-    fn clear_awaiting(&self) {
-        self.awaiting.lock().clear();
-    }
-
-    /// The future awaited Deferreds during the poll that noted entries from
-    /// `mark` on: they are what a `cancel()` of its Deferred goes to (the
-    /// driver is made the first time).
-    #[cold]
-    #[inline(never)]
-    fn collect_noted(driver: &mut Option<Arc<Driver>>, mark: usize) {
-        let noted = NOTED.with(|n| n.borrow_mut().split_off(mark));
-        LEN.set(mark);
-        let driver = driver.get_or_insert_with(Default::default);
-        driver.awaiting.lock().extend(noted);
+    fn end_poll(driver: &mut Option<Arc<Driver>>, mark: usize, noted: bool) -> bool {
+        let targets = if noted {
+            let noted = NOTED.with(|n| n.borrow_mut().split_off(mark));
+            LEN.set(mark);
+            noted
+        } else {
+            Vec::new()
+        };
+        if noted && driver.is_none() {
+            *driver = Some(Arc::default());
+        }
+        let Some(driver) = driver.as_ref() else {
+            return false;
+        };
+        let missed: Vec<Arc<dyn Core>> = {
+            let mut awaiting = driver.awaiting.lock();
+            awaiting.targets = targets;
+            if !std::mem::take(&mut awaiting.missed) {
+                return false;
+            }
+            awaiting.targets.iter().filter_map(Weak::upgrade).collect()
+        };
+        if missed.is_empty() {
+            return true;
+        }
+        for target in missed {
+            cancel_core(target);
+        }
+        false
     }
 }
 

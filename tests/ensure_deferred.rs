@@ -222,3 +222,56 @@ fn many_awaits_of_fired_deferreds_use_no_stack() {
     });
     assert_eq!(success_result_of(&d), (0..5000).sum::<u64>());
 }
+
+// The abort that drops the future may run on a worker before `cancel()`
+// applies the default CancelledError: the task's Resolver is then gone
+// first, which must not turn the outcome into a ResolverDroppedError.
+#[test]
+fn cancel_racing_the_abort_on_a_worker_still_fails_with_cancelled_error() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    for _ in 0..2000 {
+        let d = {
+            let _entered = rt.enter();
+            ensure_deferred(async {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Ok::<_, Failure>(1)
+            })
+        };
+        d.cancel();
+        let failure = d.try_take().unwrap().unwrap_err();
+        assert!(failure.is::<CancelledError>(), "{failure:?}");
+    }
+}
+
+// The Deferred the future awaited has fired but the future has not run
+// since (its wake-up is queued): a cancel then must not be lost on that
+// fired Deferred; it reaches what the future awaits next, or fails it.
+#[tokio::test(start_paused = true)]
+async fn a_cancel_between_the_wake_up_and_the_poll_is_not_lost() {
+    let (first, resolver) = Deferred::<u32>::new();
+    let d = ensure_deferred(async move {
+        let n = first.await?;
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        Ok::<_, Failure>(n)
+    });
+    resolver.callback(1).unwrap(); // wakes the task; it has not run yet
+    d.cancel();
+    assert!(d.await.unwrap_err().is::<CancelledError>());
+
+    let (first, resolver) = Deferred::<u32>::new();
+    let (second, _second_resolver) = Deferred::<u32>::new();
+    let d = ensure_deferred(async move {
+        let n = first.await?;
+        match second.await {
+            Err(f) if f.is::<CancelledError>() => Ok::<_, Failure>(n + 100),
+            other => other,
+        }
+    });
+    resolver.callback(1).unwrap();
+    d.cancel(); // reaches `second` once the future awaits it
+    assert_eq!(d.await.unwrap(), 101);
+}

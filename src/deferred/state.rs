@@ -90,9 +90,13 @@ struct Cooperative(Arc<dyn CooperativeCancel>);
 impl<T: Send + 'static> CancelFn<T> for Cooperative {
     fn cancel(
         self: Box<Self>,
-        _inner: &Arc<Inner<T>>,
-        _keep: &mut Option<Resolver<T>>,
+        inner: &Arc<Inner<T>>,
+        keep: &mut Option<Resolver<T>>,
     ) -> Option<Box<dyn CancelFn<T>>> {
+        // As for a Twisted canceller: the abort may drop the task, and the
+        // Resolver it holds, on a worker before the default CancelledError
+        // is applied here.
+        keep.get_or_insert_with(|| Resolver::from_inner(inner.clone()));
         if self.0.cancel() { Some(self) } else { None }
     }
 }
