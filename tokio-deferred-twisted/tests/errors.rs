@@ -89,9 +89,7 @@ fn rust_failures_become_the_documented_exceptions() {
         let rust_type: String = e.getattr("rust_type").unwrap().extract().unwrap();
         assert!(rust_type.ends_with("Outer"), "{rust_type}");
 
-        let timeout = TimeoutError {
-            timeout: std::time::Duration::from_millis(1500),
-        };
+        let timeout = TimeoutError::new(std::time::Duration::from_millis(1500));
         let e = failure_to_exception(py, &Failure::new(timeout));
         let twisted_timeout = py
             .import("twisted.internet.defer")
