@@ -102,7 +102,7 @@ fn main() {
         "pair",
         measure(Deferred::<u64>::new),
         1.0,
-        "≤ 96 B, 1 allocation",
+        "1 allocation",
     );
     row(
         "`futures::channel::oneshot::channel::<u64>()`",
