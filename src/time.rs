@@ -6,4 +6,5 @@ pub(crate) mod clock;
 pub mod cooperator;
 pub(crate) mod later;
 pub(crate) mod looping;
+mod per_runtime;
 pub mod timeout;

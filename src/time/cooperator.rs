@@ -52,8 +52,6 @@ use std::mem;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-
-use crate::loom::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
@@ -62,7 +60,9 @@ use tokio::task::AbortHandle;
 
 use crate::deferred::resolver::OwnedResolver;
 use crate::error::{RuntimeRequiredError, TaskFinished};
+use crate::loom::{Mutex, MutexGuard};
 use crate::time::clock::{Clock, DelayedCall};
+use crate::time::per_runtime::PerRuntime;
 use crate::{Deferred, Failure};
 
 mod step;
@@ -869,12 +869,7 @@ impl CoopInner {
 // ---------------------------------------------------------------------------
 
 /// Every runtime's default cooperator.
-static DEFAULTS: crate::loom::std::Mutex<Vec<(Id, Cooperator)>> =
-    crate::loom::std::Mutex::new(Vec::new());
-
-fn defaults() -> crate::loom::std::MutexGuard<'static, Vec<(Id, Cooperator)>> {
-    DEFAULTS.lock()
-}
+static DEFAULTS: PerRuntime<Cooperator> = PerRuntime::new();
 
 /// The current runtime's default cooperator, made on first use; with no
 /// runtime, a new one (whose tasks then fail with `RuntimeRequiredError`).
@@ -883,20 +878,9 @@ fn default_cooperator() -> Cooperator {
         return Cooperator::new();
     };
     let id = handle.id();
-    let (coop, fresh) = {
-        let mut all = defaults();
-        match all.iter().find(|(rt, _)| *rt == id) {
-            Some((_, coop)) => (coop.clone(), false),
-            None => {
-                let coop = Cooperator::new();
-                all.push((id, coop.clone()));
-                (coop, true)
-            }
-        }
-    };
+    let (coop, fresh) = DEFAULTS.get_or_make(id, Cooperator::new);
     if fresh {
-        // Lives as long as the runtime: dropped with its tasks at shutdown
-        // (at once if it is shutting down already). Not under the lock.
+        // Lives as long as the runtime: dropped with its tasks at shutdown.
         let guard = DefaultGuard {
             id,
             coop: coop.clone(),
@@ -917,15 +901,7 @@ struct DefaultGuard {
 
 impl Drop for DefaultGuard {
     fn drop(&mut self) {
-        let removed = {
-            let mut all = defaults();
-            let before = all.len();
-            all.retain(|(id, coop)| {
-                !(*id == self.id && Arc::ptr_eq(&coop.inner, &self.coop.inner))
-            });
-            before != all.len()
-        };
-        if removed {
+        if DEFAULTS.remove(self.id, |coop| Arc::ptr_eq(&coop.inner, &self.coop.inner)) {
             self.coop.inner.forget_running();
         }
     }

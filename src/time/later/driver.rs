@@ -5,7 +5,8 @@
 //! # State
 //!
 //! A runtime's [`Timers`] is an `Arc` shared by the driver task, a global
-//! registry (runtime [`Id`] → `Timers`) and a one-entry cache per thread.
+//! registry (a `PerRuntime`: runtime [`Id`] → `Timers`) and a one-entry
+//! cache per thread.
 //! Its [`Queue`] (one `std::sync::Mutex`) holds the pending calls as
 //! [`Entry`]s `(deadline, seq, Resolver<()>)`, 24 bytes each, ordered by
 //! `(deadline, seq)`: equal deadlines fire in scheduling order (Twisted's
@@ -63,6 +64,7 @@ use tokio::time::Instant;
 
 use crate::Resolver;
 use crate::loom::std::Mutex;
+use crate::time::per_runtime::PerRuntime;
 
 /// Entries popped per lock of the queue.
 const BATCH: usize = 256;
@@ -320,25 +322,13 @@ thread_local! {
 }
 
 /// Every live driver, by runtime.
-static REGISTRY: Mutex<Vec<(Id, Arc<Timers>)>> = Mutex::new(Vec::new());
+static REGISTRY: PerRuntime<Arc<Timers>> = PerRuntime::new();
 
 /// The driver of the runtime behind `handle` (spawned if it has none), now
 /// also cached for this thread.
 fn lookup(handle: &Handle, id: Id) -> Arc<Timers> {
-    let (timers, fresh) = {
-        let mut reg = REGISTRY.lock();
-        match reg.iter().find(|(rt, _)| *rt == id) {
-            Some((_, t)) => (t.clone(), false),
-            None => {
-                let t = Arc::new(Timers::new());
-                reg.push((id, t.clone()));
-                (t, true)
-            }
-        }
-    };
+    let (timers, fresh) = REGISTRY.get_or_make(id, || Arc::new(Timers::new()));
     if fresh {
-        // Not under the registry lock: on a runtime that is shutting down,
-        // `spawn` drops the future (and so runs `Guard::drop`) at once.
         let guard = Guard {
             id,
             timers: timers.clone(),
@@ -359,9 +349,7 @@ struct Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        REGISTRY
-            .lock()
-            .retain(|(id, t)| !(*id == self.id && Arc::ptr_eq(t, &self.timers)));
+        REGISTRY.remove(self.id, |t| Arc::ptr_eq(t, &self.timers));
         let pending = {
             let mut q = self.timers.queue.lock();
             q.closed = true;
@@ -473,13 +461,7 @@ pub(super) fn cancelled() {
         })
         .ok()
         .flatten();
-    let timers = cached.or_else(|| {
-        REGISTRY
-            .lock()
-            .iter()
-            .find(|(rt, _)| *rt == id)
-            .map(|(_, t)| t.clone())
-    });
+    let timers = cached.or_else(|| REGISTRY.get(id));
     if let Some(timers) = timers {
         timers.note_cancel();
     }
