@@ -5,17 +5,23 @@
 # document's twisted.web server on Twisted 26.10. One load generator for
 # all three (benches/http/main.rs). Prints Markdown tables on stdout.
 #
-#   scripts/http_bench.sh                  # about 8 minutes on 2 cores
-#   ROUNDS=1 RSS_SECONDS=20 scripts/http_bench.sh   # a quick look
+#   scripts/http_bench.sh                  # about 13 minutes on 2 cores
+#   ROUNDS=1 RSS_SECONDS=40 SATURATE_MS= scripts/http_bench.sh   # a quick look
 #
 # Settings (environment): DELAY_MS (10), CONNECTIONS ("100 1000"),
+# SATURATE_MS (1: one more level, the highest CONNECTIONS with this delay,
+# where the servers, not the delay, set the pace; empty: none),
 # RUN_SECONDS (10, counted, after WARMUP=2 s), ROUNDS (3: every server at
 # every level, in turn, each round; the tables give the medians),
-# RSS_SECONDS (60: one more run per server at the highest level, RSS sampled
-# every second), SERVERS ("deferred tokio twisted"), CLIENT_THREADS (the
-# load generator's workers, default one per core).
+# RSS_SECONDS (120: one more run per server at the highest level, RSS
+# sampled every second; SETTLE=30 s of it count as warm-up), SERVERS
+# ("deferred tokio twisted"), SERVER_CPU (the core every server is pinned
+# to: the last one), CLIENT_CPUS (the load generator's cores: the others),
+# CLIENT_THREADS (the generator's workers: one per client core).
 #
-# Every run starts a fresh server process. The Twisted server needs the
+# Every run starts a fresh server process. The server and the load
+# generator are pinned to different cores (taskset), so the generator never
+# takes CPU time from the server it measures. The Twisted server needs the
 # venv of the conformance runner (target/conform-venv, created here with
 # twisted==26.10.0 from PyPI if missing). Raw results: target/http_bench/.
 set -euo pipefail
@@ -26,9 +32,23 @@ CONNECTIONS=${CONNECTIONS:-"100 1000"}
 RUN_SECONDS=${RUN_SECONDS:-10}
 WARMUP=${WARMUP:-2}
 ROUNDS=${ROUNDS:-3}
-RSS_SECONDS=${RSS_SECONDS:-60}
+SATURATE_MS=${SATURATE_MS-1}
+RSS_SECONDS=${RSS_SECONDS:-120}
+SETTLE=${SETTLE:-30}
 SERVERS=${SERVERS:-"deferred tokio twisted"}
-CLIENT_THREADS=${CLIENT_THREADS:-$(nproc)}
+CORES=$(nproc)
+if [ "$CORES" -ge 2 ]; then
+  SERVER_CPU=${SERVER_CPU:-$((CORES - 1))}
+  CLIENT_CPUS=${CLIENT_CPUS:-0-$((CORES - 2))}
+  CLIENT_THREADS=${CLIENT_THREADS:-$((CORES - 1))}
+  PIN_SERVER=(taskset -c "$SERVER_CPU")
+  PIN_CLIENT=(taskset -c "$CLIENT_CPUS")
+else
+  CLIENT_THREADS=${CLIENT_THREADS:-1}
+  PIN_SERVER=()
+  PIN_CLIENT=()
+  echo "one core: the server and the load generator share it" >&2
+fi
 
 OUT=target/http_bench
 mkdir -p "$OUT"
@@ -53,12 +73,12 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 SERVER_PID=
 ADDR=
-start_server() {
-  local kind=$1
+start_server() {  # kind delay_ms
+  local kind=$1 delay=$2
   rm -f "$OUT/server.out"
   case "$kind" in
-    deferred|tokio) "$BIN" serve "$kind" "$DELAY_MS" > "$OUT/server.out" 2>&1 & ;;
-    twisted) "$PY" benches/http/delayed_resource.py "$DELAY_MS" > "$OUT/server.out" 2>&1 & ;;
+    deferred|tokio) "${PIN_SERVER[@]}" "$BIN" serve "$kind" "$delay" > "$OUT/server.out" 2>&1 & ;;
+    twisted) "${PIN_SERVER[@]}" "$PY" benches/http/delayed_resource.py "$delay" > "$OUT/server.out" 2>&1 & ;;
     *) echo "unknown server $kind" >&2; exit 2 ;;
   esac
   SERVER_PID=$!
@@ -77,30 +97,37 @@ stop_server() {
 }
 trap stop_server EXIT
 
-run() {  # kind connections seconds warmup label
-  start_server "$1"
-  "$BIN" load "$ADDR" "$2" "$3" --warmup "$4" --pid "$SERVER_PID" --label "$5" \
-    --threads "$CLIENT_THREADS" --json "$RUNS" >&2
+run() {  # kind delay_ms connections seconds warmup label
+  start_server "$1" "$2"
+  "${PIN_CLIENT[@]}" "$BIN" load "$ADDR" "$3" "$4" --warmup "$5" --pid "$SERVER_PID" \
+    --label "$6" --delay-ms "$2" --threads "$CLIENT_THREADS" --json "$RUNS" >&2
   stop_server
 }
 
+top=$(echo "$CONNECTIONS" | tr ' ' '\n' | sort -n | tail -1)
 for round in $(seq "$ROUNDS"); do
   for c in $CONNECTIONS; do
     for kind in $SERVERS; do
-      echo "round $round: $kind, $c connections" >&2
-      run "$kind" "$c" "$RUN_SECONDS" "$WARMUP" "$kind"
+      echo "round $round: $kind, $c connections, $DELAY_MS ms" >&2
+      run "$kind" "$DELAY_MS" "$c" "$RUN_SECONDS" "$WARMUP" "$kind"
     done
   done
+  if [ -n "$SATURATE_MS" ]; then
+    for kind in $SERVERS; do
+      echo "round $round: $kind, $top connections, $SATURATE_MS ms" >&2
+      run "$kind" "$SATURATE_MS" "$top" "$RUN_SECONDS" "$WARMUP" "$kind"
+    done
+  fi
 done
-top=$(echo "$CONNECTIONS" | tr ' ' '\n' | sort -n | tail -1)
 for kind in $SERVERS; do
   echo "RSS run: $kind, $top connections, $RSS_SECONDS s" >&2
-  run "$kind" "$top" "$RSS_SECONDS" 0 "$kind rss"
+  run "$kind" "$DELAY_MS" "$top" "$RSS_SECONDS" 0 "$kind rss"
 done
 
-python3 - "$RUNS" "$DELAY_MS" "$RUN_SECONDS" "$ROUNDS" "$RSS_SECONDS" "$CLIENT_THREADS" <<'PY'
+python3 - "$RUNS" "$DELAY_MS" "$RUN_SECONDS" "$ROUNDS" "$RSS_SECONDS" "$CLIENT_THREADS" "$SETTLE" <<'PY'
 import json, statistics, sys
-path, delay, seconds, rounds, rss_seconds, threads = sys.argv[1:]
+path, delay, seconds, rounds, rss_seconds, threads, settle = sys.argv[1:]
+settle = int(settle)
 runs = [json.loads(l) for l in open(path)]
 names = {"deferred": "tokio-deferred (`defer_later` + callback)",
          "tokio": "hyper + `tokio::time::sleep`",
@@ -110,10 +137,10 @@ rss = [r for r in runs if r["label"].endswith(" rss")]
 med = statistics.median
 rows = {}
 for r in load:
-    rows.setdefault((r["label"], r["connections"]), []).append(r)
-print("| server | connections | requests/s | p50 | p99 | server peak RSS | server CPU | server CPU per request |")
-print("|---|---|---|---|---|---|---|---|")
-order = sorted(rows, key=lambda k: (k[1], list(names).index(k[0]) if k[0] in names else 9))
+    rows.setdefault((r["delay_ms"], r["connections"], r["label"]), []).append(r)
+print("| server | delay | connections | requests/s | p50 | p99 | server peak RSS | server CPU | server CPU per request |")
+print("|---|---|---|---|---|---|---|---|---|")
+order = sorted(rows, key=lambda k: (-k[0], k[1], list(names).index(k[2]) if k[2] in names else 9))
 agg = {}
 for key in order:
     rs = rows[key]
@@ -123,31 +150,34 @@ for key in order:
          "errors": sum(x["errors"] for x in rs)}
     agg[key] = a
     err = f" ({a['errors']} errors)" if a["errors"] else ""
-    print(f"| {names.get(key[0], key[0])} | {key[1]:,} | {a['rps']:,.0f}{err} | {a['p50']:.1f} ms | {a['p99']:.1f} ms "
+    print(f"| {names.get(key[2], key[2])} | {key[0]:g} ms | {key[1]:,} | {a['rps']:,.0f}{err} | {a['p50']:.1f} ms | {a['p99']:.1f} ms "
           f"| {a['peak']:.1f} MiB | {a['cpu'] * 100:.0f} % | {a['cpu'] / a['rps'] * 1e6:.1f} µs |")
 print()
-print(f"Delay {delay} ms; {seconds} s counted per run after a warm-up; medians of {rounds} rounds "
-      f"(peak RSS: the highest); load generator: `http_bench load`, {threads} threads. Server CPU: "
-      "user + system time in the counted seconds, 100 % = one core (each server runs on one thread).")
+print(f"{seconds} s counted per run after a warm-up; medians of {rounds} rounds "
+      f"(peak RSS: the highest); load generator: `http_bench load`, {threads} thread(s) on its own core(s). "
+      "Server CPU: user + system time in the counted seconds, 100 % = one core (each server runs on one thread, "
+      "pinned to one core).")
 print()
-print("| connections | tokio-deferred / Tokio: requests/s | p99 | tokio-deferred / Twisted: requests/s | Twisted / tokio-deferred: CPU per request |")
-print("|---|---|---|---|---|")
-for c in sorted({k[1] for k in agg}):
-    d, t, w = agg.get(("deferred", c)), agg.get(("tokio", c)), agg.get(("twisted", c))
-    cells = [f"{d['rps'] / t['rps']:.2f}x (target ≥ 0.95x)" if d and t else "—",
+print("| delay | connections | at most (connections / delay) | tokio-deferred / Tokio: requests/s | p99 | tokio-deferred / Twisted: requests/s | Twisted / tokio-deferred: CPU per request |")
+print("|---|---|---|---|---|---|---|")
+for delay_ms, c in sorted({k[:2] for k in agg}, key=lambda k: (-k[0], k[1])):
+    d, t, w = (agg.get((delay_ms, c, kind)) for kind in ("deferred", "tokio", "twisted"))
+    cells = [f"{c / (delay_ms / 1000):,.0f}/s",
+             f"{d['rps'] / t['rps']:.2f}x (target ≥ 0.95x)" if d and t else "—",
              f"{d['p99'] / t['p99']:.2f}x (target ≤ 1.1x)" if d and t else "—",
              f"{d['rps'] / w['rps']:.1f}x (target ≥ 10x)" if d and w else "—",
              f"{(w['cpu'] / w['rps']) / (d['cpu'] / d['rps']):.1f}x" if d and w else "—"]
-    print(f"| {c:,} | {' | '.join(cells)} |")
+    print(f"| {delay_ms:g} ms | {c:,} | {' | '.join(cells)} |")
 if rss:
     print()
-    print(f"| server ({rss[0]['connections']:,} connections, {rss_seconds} s) | RSS at 10 s | at the end | highest after 10 s | growth after 10 s |")
-    print("|---|---|---|---|---|")
+    print(f"| server ({rss[0]['connections']:,} connections, {rss[0]['delay_ms']:g} ms, {rss_seconds} s) "
+          f"| RSS at 10 s | at {settle} s | at the end | growth after 10 s | growth after {settle} s |")
+    print("|---|---|---|---|---|---|")
     for r in rss:
         s = [k / 1024 for k in r["rss_kib"]]
-        if len(s) <= 10:
+        if len(s) <= settle:
             continue
-        after = s[10:]
-        print(f"| {names.get(r['label'][:-4], r['label'])} | {s[10]:.1f} MiB | {s[-1]:.1f} MiB | {max(after):.1f} MiB "
-              f"| {(max(after) - s[10]) / s[10] * 100:+.1f} % |")
+        grow = lambda i: (max(s[i:]) - s[i]) / s[i] * 100
+        print(f"| {names.get(r['label'][:-4], r['label'])} | {s[10]:.1f} MiB | {s[settle]:.1f} MiB | {s[-1]:.1f} MiB "
+              f"| {grow(10):+.1f} % | {grow(settle):+.1f} % |")
 PY

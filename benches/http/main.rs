@@ -5,7 +5,7 @@
 //! ```text
 //! http_bench serve deferred DELAY_MS   # examples/delayed_resource.rs: defer_later + a callback
 //! http_bench serve tokio DELAY_MS      # the same hyper server with tokio::time::sleep
-//! http_bench load ADDR CONNECTIONS SECONDS [--warmup S] [--pid PID] [--label L] [--threads N] [--json FILE]
+//! http_bench load ADDR CONNECTIONS SECONDS [--warmup S] [--pid PID] [--label L] [--delay-ms D] [--threads N] [--json FILE]
 //! ```
 //!
 //! A server prints `listening on http://ADDR/` once it accepts, then serves
@@ -14,27 +14,31 @@
 //! The Twisted server is `benches/http/delayed_resource.py`.
 //!
 //! The load generator is closed-loop (on a multi-thread runtime with one
-//! worker per core unless `--threads` says otherwise): it opens CONNECTIONS keep-alive
-//! HTTP/1.1 connections (hyper's client), and each sends `GET /`, reads
-//! the whole response, checks it, and sends the next, for `--warmup`
-//! seconds (not counted) and then SECONDS seconds (counted). It prints one
-//! Markdown row: requests/s, the latency percentiles of the counted
-//! requests, errors, and, with `--pid`, the server's peak RSS (`VmHWM`) and
-//! CPU use in the counted seconds (100 % = one core busy: below that, the
-//! server was not the bottleneck), and on stderr its RSS (`VmRSS`) sampled
-//! every second from the start of the warm-up. `--json FILE` appends the
+//! worker per core unless `--threads` says otherwise): it opens CONNECTIONS
+//! keep-alive HTTP/1.1 connections, and each sends `GET /`, reads the whole
+//! response, checks it, and sends the next, for `--warmup` seconds (not
+//! counted) and then SECONDS seconds (counted). Its HTTP client is a minimal
+//! one (a fixed request; status line, headers, `Content-Length` or chunked
+//! body), as `wrk`'s is, so that it costs less CPU per request than the
+//! servers it measures. It prints one Markdown row: requests/s, the latency
+//! percentiles of the counted requests, errors, and, with `--pid`, the
+//! server's peak RSS (`VmHWM`) and CPU use in the counted seconds (100 % =
+//! one core busy: below that, the server was not the bottleneck), and on
+//! stderr its RSS (`VmRSS`) sampled every second from the start of the
+//! warm-up. `--json FILE` appends the
 //! same as one JSON object per line (what `scripts/http_bench.sh` reads).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
@@ -45,7 +49,7 @@ mod delayed_resource;
 use delayed_resource::{DelayedResource, PAGE};
 
 const USAGE: &str = "usage: http_bench serve deferred|tokio DELAY_MS\n       \
-    http_bench load ADDR CONNECTIONS SECONDS [--warmup S] [--pid PID] [--label L] [--threads N] [--json FILE]";
+    http_bench load ADDR CONNECTIONS SECONDS [--warmup S] [--pid PID] [--label L] [--delay-ms D] [--threads N] [--json FILE]";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -133,6 +137,8 @@ struct LoadOptions {
     warmup: Duration,
     pid: Option<u32>,
     label: String,
+    /// The server's delay, recorded in the JSON line.
+    delay_ms: Option<f64>,
 }
 
 fn load_options(options: &[&str]) -> Result<LoadOptions, String> {
@@ -142,6 +148,7 @@ fn load_options(options: &[&str]) -> Result<LoadOptions, String> {
         warmup: Duration::from_secs(2),
         pid: None,
         label: "server".to_owned(),
+        delay_ms: None,
     };
     let mut it = options.iter();
     while let Some(option) = it.next() {
@@ -152,6 +159,7 @@ fn load_options(options: &[&str]) -> Result<LoadOptions, String> {
             "--threads" => out.threads = parse("--threads", value)?,
             "--json" => out.json = Some((*value).to_owned()),
             "--label" => out.label = (*value).to_owned(),
+            "--delay-ms" => out.delay_ms = Some(parse("--delay-ms", value)?),
             _ => return Err(USAGE.to_owned()),
         }
     }
@@ -230,10 +238,12 @@ async fn client_loop(
     counted_from: Instant,
     until: Instant,
 ) -> Tally {
+    let request = format!("GET / HTTP/1.1\r\nHost: {addr}\r\n\r\n");
     let mut tally = Tally::default();
     let mut stream = Some(stream);
+    let mut buf = Vec::with_capacity(4096);
     while Instant::now() < until {
-        let io = match stream.take() {
+        let mut io = match stream.take() {
             Some(stream) => stream,
             None => match connect(addr).await {
                 Ok(stream) => stream,
@@ -243,23 +253,13 @@ async fn client_loop(
                 }
             },
         };
-        let Ok((mut sender, connection)) =
-            hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(io)).await
-        else {
-            tally.errors += 1;
-            continue;
-        };
-        let driver = tokio::spawn(connection);
+        buf.clear();
         loop {
             let now = Instant::now();
             if now >= until {
                 break;
             }
-            let request = Request::get("/")
-                .header(hyper::header::HOST, addr.to_string())
-                .body(Empty::new())
-                .expect("a valid request");
-            match one_request(&mut sender, request).await {
+            match one_request(&mut io, request.as_bytes(), &mut buf).await {
                 Ok(()) => {
                     let done = Instant::now();
                     if now >= counted_from && done <= until {
@@ -275,22 +275,123 @@ async fn client_loop(
                 }
             }
         }
-        driver.abort();
     }
     tally
 }
 
-async fn one_request(
-    sender: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
-    request: Request<Empty<Bytes>>,
-) -> Result<(), ()> {
-    let response = sender.send_request(request).await.map_err(drop)?;
-    let ok = response.status() == StatusCode::OK;
-    let body = response.into_body().collect().await.map_err(drop)?;
-    if ok && body.to_bytes() == PAGE.as_bytes() {
-        Ok(())
-    } else {
-        Err(())
+/// Sends one `GET /` and reads the whole response (`buf` keeps what the
+/// server sent beyond it, which is nothing when it keeps to HTTP/1.1).
+/// `Ok` only for `200` with [`PAGE`] as the body.
+///
+/// A minimal HTTP/1.1 client (status line, `Content-Length` or chunked
+/// body), as `wrk` has: hyper's client costs more CPU per request than the
+/// servers measured here, and the generator shares the machine with them.
+async fn one_request(io: &mut TcpStream, request: &[u8], buf: &mut Vec<u8>) -> Result<(), ()> {
+    io.write_all(request).await.map_err(drop)?;
+    loop {
+        match parse_response(buf) {
+            Parsed::Done { ok, used } => {
+                buf.drain(..used);
+                return if ok { Ok(()) } else { Err(()) };
+            }
+            Parsed::Invalid => return Err(()),
+            Parsed::Partial => {
+                if buf.len() > 64 * 1024 {
+                    return Err(());
+                }
+                buf.reserve(4096);
+                if io.read_buf(buf).await.map_err(drop)? == 0 {
+                    return Err(()); // closed by the server
+                }
+            }
+        }
+    }
+}
+
+/// What [`parse_response`] found at the start of the buffer.
+#[derive(Debug, PartialEq)]
+enum Parsed {
+    /// A whole response, `used` bytes long; `ok`: `200` with [`PAGE`].
+    Done { ok: bool, used: usize },
+    /// More bytes are needed.
+    Partial,
+    /// Not an HTTP/1.1 response this client understands.
+    Invalid,
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn parse_response(buf: &[u8]) -> Parsed {
+    let Some(head_len) = find(buf, b"\r\n\r\n") else {
+        return Parsed::Partial;
+    };
+    let Ok(head) = std::str::from_utf8(&buf[..head_len]) else {
+        return Parsed::Invalid;
+    };
+    let mut lines = head.split("\r\n");
+    let status_ok = match lines.next().map(|l| l.split(' ').collect::<Vec<_>>()) {
+        Some(parts) if parts.len() >= 2 && parts[0].starts_with("HTTP/1.") => parts[1] == "200",
+        _ => return Parsed::Invalid,
+    };
+    let mut length = None;
+    let mut chunked = false;
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            return Parsed::Invalid;
+        };
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("content-length") {
+            let Ok(n) = value.parse::<usize>() else {
+                return Parsed::Invalid;
+            };
+            length = Some(n);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = value.eq_ignore_ascii_case("chunked");
+        }
+    }
+    let body_at = head_len + 4;
+    if chunked {
+        // Chunks: HEX-SIZE CRLF DATA CRLF ..., ending with a 0-size chunk
+        // and an empty trailer.
+        let mut body = Vec::new();
+        let mut at = body_at;
+        loop {
+            let Some(eol) = find(&buf[at..], b"\r\n") else {
+                return Parsed::Partial;
+            };
+            let size_field = std::str::from_utf8(&buf[at..at + eol]).unwrap_or("");
+            let size_field = size_field.split(';').next().unwrap_or("").trim();
+            let Ok(size) = usize::from_str_radix(size_field, 16) else {
+                return Parsed::Invalid;
+            };
+            at += eol + 2;
+            if buf.len() < at + size + 2 {
+                return Parsed::Partial;
+            }
+            if size == 0 {
+                // No trailers are expected: the empty line ends the body.
+                if &buf[at..at + 2] != b"\r\n" {
+                    return Parsed::Invalid;
+                }
+                let ok = status_ok && body == PAGE.as_bytes();
+                return Parsed::Done { ok, used: at + 2 };
+            }
+            body.extend_from_slice(&buf[at..at + size]);
+            at += size + 2;
+        }
+    }
+    let Some(length) = length else {
+        return Parsed::Invalid; // a body up to the end of the connection
+    };
+    if buf.len() < body_at + length {
+        return Parsed::Partial;
+    }
+    let ok = status_ok && &buf[body_at..body_at + length] == PAGE.as_bytes();
+    Parsed::Done {
+        ok,
+        used: body_at + length,
     }
 }
 
@@ -402,9 +503,12 @@ fn report(
         use std::io::Write;
         let (peak_kib, cpu) = rss.as_ref().map_or((0, f64::NAN), |r| (r.peak_kib, r.cpu));
         let line = format!(
-            "{{\"label\": {label:?}, \"connections\": {connections}, \"rps\": {rate:.1}, \
+            "{{\"label\": {label:?}, \"delay_ms\": {}, \"connections\": {connections}, \"rps\": {rate:.1}, \
              \"p50_ms\": {p50:.3}, \"p99_ms\": {p99:.3}, \"max_ms\": {max:.3}, \"errors\": {errors}, \
              \"peak_kib\": {peak_kib}, \"cpu\": {}, \"rss_kib\": [{}]}}\n",
+            options
+                .delay_ms
+                .map_or_else(|| "null".to_owned(), |d| format!("{d}")),
             if cpu.is_finite() {
                 format!("{cpu:.3}")
             } else {
@@ -420,4 +524,82 @@ fn report(
             .map_err(|e| format!("cannot write {path}: {e}"))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{PAGE, Parsed, parse_response};
+
+    fn with_length(status: &str, body: &str) -> Vec<u8> {
+        format!(
+            "HTTP/1.1 {status}\r\ncontent-length: {}\r\ndate: now\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn a_whole_response_with_content_length_is_done_and_ok() {
+        let bytes = with_length("200 OK", PAGE);
+        let used = bytes.len();
+        assert_eq!(parse_response(&bytes), Parsed::Done { ok: true, used });
+    }
+
+    #[test]
+    fn a_chunked_response_is_reassembled() {
+        let (a, b) = PAGE.split_at(10);
+        let bytes = format!(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n",
+            a.len(),
+            b.len()
+        )
+        .into_bytes();
+        let used = bytes.len();
+        assert_eq!(parse_response(&bytes), Parsed::Done { ok: true, used });
+    }
+
+    #[test]
+    fn every_prefix_of_a_response_is_partial() {
+        let bytes = with_length("200 OK", PAGE);
+        for end in 0..bytes.len() {
+            assert_eq!(
+                parse_response(&bytes[..end]),
+                Parsed::Partial,
+                "{end} bytes"
+            );
+        }
+    }
+
+    #[test]
+    fn a_response_followed_by_more_bytes_uses_only_its_own() {
+        let mut bytes = with_length("200 OK", PAGE);
+        let used = bytes.len();
+        bytes.extend_from_slice(b"HTTP/1.1 200");
+        assert_eq!(parse_response(&bytes), Parsed::Done { ok: true, used });
+    }
+
+    #[test]
+    fn another_status_or_body_is_not_ok() {
+        let bytes = with_length("500 Internal Server Error", PAGE);
+        let used = bytes.len();
+        assert_eq!(parse_response(&bytes), Parsed::Done { ok: false, used });
+        let bytes = with_length("200 OK", "something else");
+        let used = bytes.len();
+        assert_eq!(parse_response(&bytes), Parsed::Done { ok: false, used });
+    }
+
+    #[test]
+    fn what_is_not_http_is_invalid() {
+        assert_eq!(parse_response(b"SSH-2.0\r\n\r\n"), Parsed::Invalid);
+        assert_eq!(
+            parse_response(b"HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n"),
+            Parsed::Invalid
+        );
+        // No length and not chunked: a body up to the connection's end,
+        // which a keep-alive client cannot use.
+        assert_eq!(
+            parse_response(b"HTTP/1.1 200 OK\r\n\r\nbody"),
+            Parsed::Invalid
+        );
+    }
 }
