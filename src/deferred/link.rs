@@ -10,6 +10,7 @@
 
 use std::any::Any;
 use std::marker::PhantomData;
+use std::mem;
 use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 use std::sync::Arc;
 
@@ -180,10 +181,18 @@ pub enum Outcome<U: Send + 'static> {
 
 /// A link running a callback/errback pair.
 pub(crate) struct CallbackLink<T, U: Send + 'static, F> {
-    f: Option<F>,
-    output: Option<Res<U>>,
+    slot: Slot<F, U>,
     /// The input type: the input itself is never stored (see [`Link::run`]).
     input: PhantomData<fn(Res<T>)>,
+}
+
+/// A [`CallbackLink`]'s callback until it runs, then its output slot: the
+/// two never live together, so a link is as big as the larger of them
+/// (a callback that captured a large value does not also pay for a slot of
+/// the same size).
+enum Slot<F, U> {
+    Callback(F),
+    Output(Option<Res<U>>),
 }
 
 /// An empty link (no callback yet): what `Box::default` builds in place.
@@ -192,8 +201,7 @@ impl<T, U: Send + 'static, F> Default for Node<CallbackLink<T, U, F>> {
         Node {
             next: None,
             link: CallbackLink {
-                f: None,
-                output: None,
+                slot: Slot::Output(None),
                 input: PhantomData,
             },
         }
@@ -212,7 +220,7 @@ where
     #[inline]
     pub(crate) fn boxed(f: F) -> LinkBox {
         let mut node: Box<Node<Self>> = Box::default();
-        node.link.f = Some(f);
+        node.link.slot = Slot::Callback(f);
         node
     }
 }
@@ -225,30 +233,59 @@ where
 {
     fn run(&mut self, src: &mut dyn Any) -> Step {
         let input = take_from::<T>(src);
-        let Some(f) = self.f.take() else {
-            self.output = Some(Err(Failure::new(ResultTakenError {})));
-            return Step::Done;
+        let f = match mem::replace(&mut self.slot, Slot::Output(None)) {
+            Slot::Callback(f) => f,
+            Slot::Output(_) => {
+                self.slot = Slot::Output(Some(Err(Failure::new(ResultTakenError {}))));
+                return Step::Done;
+            }
         };
-        match catch_unwind(AssertUnwindSafe(move || f(input))) {
-            Ok(Outcome::Ready(r)) => {
-                self.output = Some(r);
-                Step::Done
-            }
+        let output = match catch_unwind(AssertUnwindSafe(move || f(input))) {
+            Ok(Outcome::Ready(r)) => r,
             Ok(Outcome::Chain(d)) => match d.into_core() {
-                Some(core) => Step::Wait(core),
-                None => {
-                    self.output = Some(Err(Failure::new(ResultTakenError {})));
-                    Step::Done
-                }
+                Some(core) => return Step::Wait(core),
+                None => Err(Failure::new(ResultTakenError {})),
             },
-            Err(payload) => {
-                self.output = Some(Err(Failure::from_panic(payload)));
-                Step::Done
-            }
+            Err(payload) => Err(Failure::from_panic(payload)),
+        };
+        self.slot = Slot::Output(Some(output));
+        Step::Done
+    }
+
+    fn refill(&mut self, src: &mut dyn Any) {
+        self.slot = Slot::Output(Some(take_from(src)));
+    }
+
+    /// The output slot; on a link that has not run (which the runner never
+    /// reads), a value of no result type, as for a result that was taken.
+    fn output(&mut self) -> &mut dyn Any {
+        match &mut self.slot {
+            Slot::Output(output) => output,
+            Slot::Callback(_) => &mut self.input,
         }
     }
 
-    output_slot!();
+    fn output_state(&self) -> ResultState {
+        match &self.slot {
+            Slot::Output(output) => slot_state(output),
+            Slot::Callback(_) => ResultState::Empty,
+        }
+    }
+
+    fn take_failure(&mut self) -> Option<Failure> {
+        match &mut self.slot {
+            Slot::Output(output) => slot_take_failure(output),
+            Slot::Callback(_) => None,
+        }
+    }
+
+    fn fail_output(&mut self, failure: Failure) {
+        self.slot = Slot::Output(Some(Err(failure)));
+    }
+
+    fn output_is_err(&self) -> bool {
+        matches!(self.slot, Slot::Output(Some(Err(_))))
+    }
 }
 
 /// Twisted's `_CONTINUE` marker: appended to an inner Deferred that an outer
