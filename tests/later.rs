@@ -182,6 +182,44 @@ async fn one_hundred_thousand_pending_calls_fire_in_deadline_then_scheduling_ord
     assert_eq!(log.get(), expected);
 }
 
+/// Calls due together whose Deferreds tasks await: the driver lets the
+/// woken tasks run after a few calls, instead of firing every due call
+/// before any of them (so a busy server answers the first requests while
+/// later calls are still due).
+#[tokio::test(start_paused = true)]
+async fn tasks_woken_by_due_calls_run_before_every_due_call_has_fired() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const N: u32 = 200;
+    let fired = Arc::new(AtomicU32::new(0));
+    let tasks: Vec<_> = (0..N)
+        .map(|_| {
+            let counted = fired.clone();
+            let d = defer_later(ms(5), move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, Failure>(())
+            });
+            let seen = fired.clone();
+            tokio::spawn(async move {
+                d.await.unwrap();
+                seen.load(Ordering::SeqCst)
+            })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for task in tasks {
+        seen.push(task.await.unwrap());
+    }
+    assert_eq!(fired.load(Ordering::SeqCst), N);
+    // The first task to run saw only the first few calls fired.
+    let first = *seen.iter().min().unwrap();
+    assert!(
+        first < N / 4,
+        "the first woken task ran after {first} of {N} calls"
+    );
+    // Every task ran after its own call.
+    assert!(seen.iter().all(|&n| n >= 1));
+}
+
 #[test]
 fn calls_fire_on_a_multi_thread_runtime() {
     let rt = tokio::runtime::Builder::new_multi_thread()

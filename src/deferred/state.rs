@@ -12,6 +12,7 @@
 //!   reported, after the lock is released.
 
 use std::any::Any;
+use std::cell::Cell;
 use std::mem;
 use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 use std::sync::atomic::Ordering;
@@ -253,12 +254,34 @@ impl Finish {
     #[inline]
     fn run(self) {
         if let Some(waker) = self.waker {
-            waker.wake();
+            wake(waker);
         }
         if let Some(unhandled) = self.unhandled {
             unhandled.report();
         }
     }
+}
+
+thread_local! {
+    /// Tasks this thread has woken because a Deferred they awaited fired
+    /// (wrapping). The timer driver reads it to let the tasks its calls
+    /// woke run before it fires more.
+    static WAKES: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Wakes the task awaiting a Deferred, counting it in [`WAKES`].
+#[inline]
+fn wake(waker: Waker) {
+    let _ = WAKES.try_with(|n| n.set(n.get().wrapping_add(1)));
+    waker.wake();
+}
+
+/// How many tasks this thread has woken so far because a Deferred they
+/// awaited fired (a wrapping count: compare two readings with
+/// `wrapping_sub`).
+#[inline]
+pub(crate) fn wakes_on_this_thread() -> u32 {
+    WAKES.try_with(Cell::get).unwrap_or(0)
 }
 
 /// A failure nobody will consume, with what its report says: collected
@@ -635,7 +658,7 @@ impl<T: Send + 'static> Inner<T> {
         let waker = st.waker.take();
         drop(st);
         if let Some(waker) = waker {
-            waker.wake();
+            wake(waker);
         }
     }
 

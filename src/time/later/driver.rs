@@ -20,9 +20,17 @@
 //!
 //! # Driver
 //!
-//! The driver pops the due entries (at most [`BATCH`] per lock), fires them
-//! with the lock released, and yields to the runtime every [`YIELD_EVERY`]
-//! calls. With nothing due it records when it sleeps until
+//! The driver pops the due entries (at most [`BATCH`] per lock) and fires
+//! them with the lock released. Firing a call runs its callbacks and wakes
+//! the task awaiting its Deferred, if any; once its calls have woken
+//! [`YIELD_AFTER_WAKES`] tasks (or after [`YIELD_EVERY`] calls), the driver
+//! yields to the runtime, so that those tasks run (answer their request,
+//! free what they held) before more calls fire, as each of them would if it
+//! slept on its own timer. After the yield it looks at the clock again, so
+//! calls that came due meanwhile fire without waiting for the timer's next
+//! tick. No popped entry is held across an `.await`.
+//!
+//! With nothing due it records when it sleeps until
 //! (`sleeping_until`) and waits on a `tokio::time::Sleep` for the earliest
 //! deadline or on a `Notify`; a push earlier than `sleeping_until` clears it
 //! and notifies (once per wake-up, not once per push).
@@ -63,12 +71,18 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::Resolver;
+use crate::deferred::state::wakes_on_this_thread;
 use crate::loom::std::Mutex;
 use crate::time::per_runtime::PerRuntime;
 
-/// Entries popped per lock of the queue.
-const BATCH: usize = 256;
-/// The driver yields to the runtime after firing this many calls in a row.
+/// Entries popped per lock of the queue, and fired between two looks at
+/// how many tasks they woke.
+const BATCH: usize = 8;
+/// The driver yields to the runtime once the calls it fired have woken this
+/// many tasks (those awaiting their Deferreds), so that they run before more
+/// calls fire ...
+const YIELD_AFTER_WAKES: u32 = 8;
+/// ... and after at most this many calls in a row.
 const YIELD_EVERY: usize = 1024;
 /// Compaction needs at least this many cancelled entries.
 const COMPACT_MIN: usize = 64;
@@ -373,6 +387,7 @@ async fn drive(guard: Guard) {
     let mut sleep: Option<Pin<Box<tokio::time::Sleep>>> = None;
     let mut batch: Vec<Entry> = Vec::with_capacity(BATCH);
     let mut fired = 0usize;
+    let mut woken = 0u32;
     loop {
         let now = timers.ticks(Instant::now());
         let next = {
@@ -393,18 +408,22 @@ async fn drive(guard: Guard) {
         };
         let Some(next) = next else {
             fired += batch.len();
+            let wakes = wakes_on_this_thread();
             for entry in batch.drain(..) {
                 // A cancelled call's Deferred has fired: a no-op.
                 let _ = entry.resolver.callback(());
             }
-            if fired >= YIELD_EVERY {
+            woken = woken.saturating_add(wakes_on_this_thread().wrapping_sub(wakes));
+            if fired >= YIELD_EVERY || woken >= YIELD_AFTER_WAKES {
                 fired = 0;
+                woken = 0;
                 tokio::task::yield_now().await;
             }
             continue;
         };
         batch.clear(); // cancelled fronts, dropped outside the lock
         fired = 0;
+        woken = 0;
         let notified = pin!(timers.notify.notified());
         let deadline = next.and_then(|t| timers.epoch.checked_add(Duration::from_nanos(t)));
         match deadline {
