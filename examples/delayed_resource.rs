@@ -38,11 +38,13 @@
 //!   `finish()` (a common Twisted mistake, which leaves the client hanging).
 //!
 //! When the client hangs up first, hyper drops the handler's future. Here
-//! that future is [`Deferred::cancel_on_drop`], so dropping it cancels the
-//! Deferred and with it the pending timer (Twisted's "Interrupted
+//! that future awaits [`Deferred::cancel_on_drop`], so dropping it cancels
+//! the Deferred and with it the pending timer (Twisted's "Interrupted
 //! Responses" does the same by hand with `request.notifyFinish()` and
-//! `d.cancel()`).
+//! `d.cancel()`). A Deferred that fails becomes a 500 page in the server
+//! glue, where Twisted's `Request.processingFailed` makes one.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -101,41 +103,54 @@ impl DelayedResource {
 
     /// Twisted's `render_GET`.
     pub fn render_get(&self, request: Request<Incoming>) -> Deferred<Page> {
+        // The request counts as waiting until `_delayedRender` runs or is
+        // dropped unrun (the Deferred failed or was cancelled): the guard
+        // rides in the callback, so counting adds no link to the chain.
+        let waiting = Waiting::enter(&self.waiting);
         // d = deferLater(reactor, 5, lambda: request)
         let d = defer_later(self.delay, move || Ok(request));
         // d.addCallback(self._delayedRender)
-        let d = d.add_callback(Self::delayed_render);
-        // Count the request as waiting until the Deferred fires, either way.
-        self.waiting.fetch_add(1, Ordering::SeqCst);
-        let waiting = self.waiting.clone();
         // return NOT_DONE_YET: the Deferred itself, not fired yet.
-        d.add_both(move |result| {
-            waiting.fetch_sub(1, Ordering::SeqCst);
-            result
+        d.add_callback(move |request| {
+            drop(waiting);
+            Self::delayed_render(request)
         })
     }
 
     /// Twisted's `Resource.render`: dispatches on the method. A method with
     /// no `render_*` gets an immediate answer (an already-fired Deferred,
-    /// like a `render` that returns bytes), and a failure in the chain
-    /// becomes a 500 page, as Twisted's `processingFailed` does.
+    /// like a `render` that returns bytes).
     pub fn render(&self, request: Request<Incoming>) -> Deferred<Page> {
-        let d = match *request.method() {
+        match *request.method() {
             Method::GET => self.render_get(request),
             _ => succeed(plain(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")),
-        };
-        d.add_errback(|failure: Failure| {
-            // (A cancelled Deferred means the client has gone: nobody reads
-            // this page.)
-            if !failure.is::<CancelledError>() {
-                eprintln!("rendering failed: {failure}");
-            }
-            Ok(plain(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Processing Failed",
-            ))
-        })
+        }
     }
+}
+
+/// One request counted in [`DelayedResource::waiting`] until dropped.
+struct Waiting(Arc<AtomicUsize>);
+
+impl Waiting {
+    fn enter(count: &Arc<AtomicUsize>) -> Waiting {
+        count.fetch_add(1, Ordering::SeqCst);
+        Waiting(count.clone())
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Twisted's `Request.processingFailed`: a failed render becomes a 500 page.
+/// (A cancelled Deferred means the client has gone: nobody reads this page.)
+pub fn processing_failed(failure: Failure) -> Page {
+    if !failure.is::<CancelledError>() {
+        eprintln!("rendering failed: {failure}");
+    }
+    plain(StatusCode::INTERNAL_SERVER_ERROR, "Processing Failed")
 }
 
 /// A small page with a status.
@@ -152,10 +167,14 @@ pub async fn start_server(resource: DelayedResource) -> std::io::Result<SocketAd
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            // The handler's future is the Deferred (cancelled if hyper drops
-            // it); its `Err(Failure)` would convert into hyper's error type.
+            // The handler's future awaits the Deferred, which is cancelled
+            // if hyper drops it (the client hung up); a failure becomes the
+            // 500 page, as the server (not the resource) does in Twisted.
             let resource = resource.clone();
-            let service = service_fn(move |request| resource.render(request).cancel_on_drop());
+            let service = service_fn(move |request| {
+                let page = resource.render(request).cancel_on_drop();
+                async move { Ok::<_, Infallible>(page.await.unwrap_or_else(processing_failed)) }
+            });
             tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
         }
     });

@@ -251,6 +251,17 @@ async fn delayed_resource_refuses_other_methods_at_once() {
     assert!(started.elapsed() < std::time::Duration::from_secs(3600));
 }
 
+// A failed render becomes a 500 page, as Twisted's processingFailed makes
+// one; the server, not the resource, does it.
+#[tokio::test]
+async fn delayed_resource_answers_a_failed_render_with_a_500_page() {
+    use http_body_util::BodyExt;
+    let page = delayed_resource::processing_failed(tokio_deferred::Failure::msg("no page"));
+    assert_eq!(page.status(), hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    let body = page.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"Processing Failed");
+}
+
 // A client that hangs up before the response: hyper drops the handler's
 // future, which (cancel_on_drop) cancels the Deferred and its hour-long
 // timer, so the request stops waiting long before the hour is up.
