@@ -14,8 +14,10 @@
 # RUN_SECONDS (10, counted, after WARMUP=2 s), ROUNDS (3: every server at
 # every level, in turn, each round; the tables give the medians),
 # RSS_SECONDS (120: one more run per server at the highest level, RSS
-# sampled every second; SETTLE=30 s of it count as warm-up), SERVERS
-# ("deferred tokio twisted"), SERVER_CPU (the core every server is pinned
+# sampled every second; SETTLE=30 s of it count as warm-up), RSS_CONTROL
+# ("tokio-alloc": the plain-Tokio server holding, per request, heap blocks
+# of the sizes tokio-deferred's request allocates; run in the RSS run
+# only; empty: none), SERVERS ("deferred tokio twisted"), SERVER_CPU (the core every server is pinned
 # to: the last one), CLIENT_CPUS (the load generator's cores: the others),
 # CLIENT_THREADS (the generator's workers: one per client core).
 #
@@ -36,6 +38,7 @@ SATURATE_MS=${SATURATE_MS-1}
 RSS_SECONDS=${RSS_SECONDS:-120}
 SETTLE=${SETTLE:-30}
 SERVERS=${SERVERS:-"deferred tokio twisted"}
+RSS_CONTROL=${RSS_CONTROL-tokio-alloc}
 CORES=$(nproc)
 if [ "$CORES" -ge 2 ]; then
   SERVER_CPU=${SERVER_CPU:-$((CORES - 1))}
@@ -77,7 +80,7 @@ start_server() {  # kind delay_ms
   local kind=$1 delay=$2
   rm -f "$OUT/server.out"
   case "$kind" in
-    deferred|tokio) "${PIN_SERVER[@]}" "$BIN" serve "$kind" "$delay" > "$OUT/server.out" 2>&1 & ;;
+    deferred|tokio|tokio-alloc) "${PIN_SERVER[@]}" "$BIN" serve "$kind" "$delay" > "$OUT/server.out" 2>&1 & ;;
     twisted) "${PIN_SERVER[@]}" "$PY" benches/http/delayed_resource.py "$delay" > "$OUT/server.out" 2>&1 & ;;
     *) echo "unknown server $kind" >&2; exit 2 ;;
   esac
@@ -119,7 +122,7 @@ for round in $(seq "$ROUNDS"); do
     done
   fi
 done
-for kind in $SERVERS; do
+for kind in $SERVERS $RSS_CONTROL; do
   echo "RSS run: $kind, $top connections, $RSS_SECONDS s" >&2
   run "$kind" "$DELAY_MS" "$top" "$RSS_SECONDS" 0 "$kind rss"
 done
@@ -131,6 +134,7 @@ settle = int(settle)
 runs = [json.loads(l) for l in open(path)]
 names = {"deferred": "tokio-deferred (`defer_later` + callback)",
          "tokio": "hyper + `tokio::time::sleep`",
+         "tokio-alloc": "hyper + `tokio::time::sleep`, holding 3 blocks per request (control)",
          "twisted": "twisted.web (Twisted 26.10, CPython)"}
 load = [r for r in runs if not r["label"].endswith(" rss")]
 rss = [r for r in runs if r["label"].endswith(" rss")]
@@ -158,26 +162,47 @@ print(f"{seconds} s counted per run after a warm-up; medians of {rounds} rounds 
       "Server CPU: user + system time in the counted seconds, 100 % = one core (each server runs on one thread, "
       "pinned to one core).")
 print()
-print("| delay | connections | at most (connections / delay) | tokio-deferred / Tokio: requests/s | p99 | tokio-deferred / Twisted: requests/s | Twisted / tokio-deferred: CPU per request |")
-print("|---|---|---|---|---|---|---|")
+# Ratios pair the servers' runs of the same round (they ran back to back),
+# so a drift of the machine's speed between rounds cancels out: the median
+# of the rounds' ratios, and their range.
+def ratio(key_a, key_b, field, invert_cpu=False):
+    a, b = rows.get(key_a), rows.get(key_b)
+    if not a or not b:
+        return None
+    if invert_cpu:  # (b's CPU per request) / (a's)
+        rs = [(y["cpu"] / y["rps"]) / (x["cpu"] / x["rps"]) for x, y in zip(a, b)]
+    else:
+        rs = [x[field] / y[field] for x, y in zip(a, b)]
+    return med(rs), min(rs), max(rs)
+def cell(r, digits, target=""):
+    if r is None:
+        return "—"
+    m, lo, hi = r
+    return f"{m:.{digits}f}x ({lo:.{digits}f}–{hi:.{digits}f}){target}"
+print("| delay | connections | at most (connections / delay) | tokio-deferred / Tokio: requests/s | p99 | tokio-deferred / Twisted: requests/s | Tokio / Twisted: requests/s | Twisted / tokio-deferred: CPU per request |")
+print("|---|---|---|---|---|---|---|---|")
 for delay_ms, c in sorted({k[:2] for k in agg}, key=lambda k: (-k[0], k[1])):
-    d, t, w = (agg.get((delay_ms, c, kind)) for kind in ("deferred", "tokio", "twisted"))
+    d, t, w = ((delay_ms, c, kind) for kind in ("deferred", "tokio", "twisted"))
     cells = [f"{c / (delay_ms / 1000):,.0f}/s",
-             f"{d['rps'] / t['rps']:.2f}x (target ≥ 0.95x)" if d and t else "—",
-             f"{d['p99'] / t['p99']:.2f}x (target ≤ 1.1x)" if d and t else "—",
-             f"{d['rps'] / w['rps']:.1f}x (target ≥ 10x)" if d and w else "—",
-             f"{(w['cpu'] / w['rps']) / (d['cpu'] / d['rps']):.1f}x" if d and w else "—"]
+             cell(ratio(d, t, "rps"), 2, " (target ≥ 0.95x)"),
+             cell(ratio(d, t, "p99_ms"), 2, " (target ≤ 1.1x)"),
+             cell(ratio(d, w, "rps"), 1, " (target ≥ 10x)"),
+             cell(ratio(t, w, "rps"), 1),
+             cell(ratio(d, w, None, invert_cpu=True), 1)]
     print(f"| {delay_ms:g} ms | {c:,} | {' | '.join(cells)} |")
+print()
+print("Ratios: the median of the rounds' ratios (each round runs the servers back to back), and their range.")
 if rss:
     print()
+    late = 60 if int(rss_seconds) > 60 else settle
     print(f"| server ({rss[0]['connections']:,} connections, {rss[0]['delay_ms']:g} ms, {rss_seconds} s) "
-          f"| RSS at 10 s | at {settle} s | at the end | growth after 10 s | growth after {settle} s |")
-    print("|---|---|---|---|---|---|")
+          f"| RSS at 10 s | at {settle} s | at the end | growth after 10 s | after {settle} s | after {late} s |")
+    print("|---|---|---|---|---|---|---|")
     for r in rss:
         s = [k / 1024 for k in r["rss_kib"]]
-        if len(s) <= settle:
+        if len(s) <= late:
             continue
         grow = lambda i: (max(s[i:]) - s[i]) / s[i] * 100
         print(f"| {names.get(r['label'][:-4], r['label'])} | {s[10]:.1f} MiB | {s[settle]:.1f} MiB | {s[-1]:.1f} MiB "
-              f"| {grow(10):+.1f} % | {grow(settle):+.1f} % |")
+              f"| {grow(10):+.1f} % | {grow(settle):+.1f} % | {grow(late):+.1f} % |")
 PY

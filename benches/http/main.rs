@@ -5,6 +5,7 @@
 //! ```text
 //! http_bench serve deferred DELAY_MS   # examples/delayed_resource.rs: defer_later + a callback
 //! http_bench serve tokio DELAY_MS      # the same hyper server with tokio::time::sleep
+//! http_bench serve tokio-alloc DELAY_MS  # the same, holding three heap blocks per request (a control)
 //! http_bench load ADDR CONNECTIONS SECONDS [--warmup S] [--pid PID] [--label L] [--delay-ms D] [--threads N] [--json FILE]
 //! ```
 //!
@@ -48,7 +49,7 @@ mod delayed_resource;
 
 use delayed_resource::{DelayedResource, PAGE};
 
-const USAGE: &str = "usage: http_bench serve deferred|tokio DELAY_MS\n       \
+const USAGE: &str = "usage: http_bench serve deferred|tokio|tokio-alloc DELAY_MS\n       \
     http_bench load ADDR CONNECTIONS SECONDS [--warmup S] [--pid PID] [--label L] [--delay-ms D] [--threads N] [--json FILE]";
 
 fn main() {
@@ -82,7 +83,8 @@ fn serve(kind: &str, delay_ms: &str) -> Result<(), String> {
     rt.block_on(async {
         let addr = match kind {
             "deferred" => delayed_resource::start_server(DelayedResource::new(delay)).await,
-            "tokio" => start_sleep_server(delay).await,
+            "tokio" => start_sleep_server(delay, false).await,
+            "tokio-alloc" => start_sleep_server(delay, true).await,
             _ => return Err(USAGE.to_owned()),
         }
         .map_err(|e| format!("cannot listen: {e}"))?;
@@ -95,7 +97,13 @@ fn serve(kind: &str, delay_ms: &str) -> Result<(), String> {
 /// The plain-Tokio server: `examples/delayed_resource.rs`'s hyper set-up,
 /// with the Deferred chain replaced by `tokio::time::sleep` (the response
 /// future is dropped, and the sleep with it, when the client hangs up).
-async fn start_sleep_server(delay: Duration) -> std::io::Result<SocketAddr> {
+///
+/// With `hold_blocks`, a control for the RSS run: each request also holds,
+/// over its sleep, three heap blocks of the sizes a tokio-deferred request
+/// allocates (the Deferred, and its two callback links holding the request
+/// and then the response), so the two servers differ in the timer and the
+/// chain, not in how many blocks the allocator places per request.
+async fn start_sleep_server(delay: Duration, hold_blocks: bool) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
@@ -103,7 +111,15 @@ async fn start_sleep_server(delay: Duration) -> std::io::Result<SocketAddr> {
             let service = service_fn(move |request: Request<Incoming>| async move {
                 let page = match *request.method() {
                     Method::GET => {
+                        let blocks = hold_blocks.then(|| {
+                            std::hint::black_box((
+                                Box::new([1u8; 104]),
+                                Box::new([1u8; 160]),
+                                Box::new([1u8; 272]),
+                            ))
+                        });
                         tokio::time::sleep(delay).await;
+                        std::hint::black_box(blocks);
                         Response::new(Full::new(Bytes::from_static(PAGE.as_bytes())))
                     }
                     _ => {
