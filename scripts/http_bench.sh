@@ -5,7 +5,7 @@
 # document's twisted.web server on Twisted 26.10. One load generator for
 # all three (benches/http/main.rs). Prints Markdown tables on stdout.
 #
-#   scripts/http_bench.sh                  # about 13 minutes on 2 cores
+#   scripts/http_bench.sh                  # about 14 minutes on 2 cores
 #   ROUNDS=1 RSS_SECONDS=40 SATURATE_MS= scripts/http_bench.sh   # a quick look
 #
 # Settings (environment): DELAY_MS (10), CONNECTIONS ("100 1000"),
