@@ -17,9 +17,10 @@
 # sampled every second; SETTLE=30 s of it count as warm-up), RSS_CONTROL
 # ("tokio-alloc": the plain-Tokio server holding, per request, heap blocks
 # of the sizes tokio-deferred's request allocates; run in the RSS run
-# only; empty: none), SERVERS ("deferred tokio twisted"), SERVER_CPU (the core every server is pinned
-# to: the last one), CLIENT_CPUS (the load generator's cores: the others),
-# CLIENT_THREADS (the generator's workers: one per client core).
+# only; empty: none), SERVERS ("deferred tokio twisted"), SERVER_CPU (the
+# core every server is pinned to: the last one), CLIENT_CPUS (the load
+# generator's cores: the others), CLIENT_THREADS (the generator's workers:
+# one per client core).
 #
 # Every run starts a fresh server process. The server and the load
 # generator are pinned to different cores (taskset), so the generator never
@@ -165,15 +166,15 @@ print()
 # Ratios pair the servers' runs of the same round (they ran back to back),
 # so a drift of the machine's speed between rounds cancels out: the median
 # of the rounds' ratios, and their range.
-def ratio(key_a, key_b, field, invert_cpu=False):
+def ratio(key_a, key_b, value):
     a, b = rows.get(key_a), rows.get(key_b)
     if not a or not b:
         return None
-    if invert_cpu:  # (b's CPU per request) / (a's)
-        rs = [(y["cpu"] / y["rps"]) / (x["cpu"] / x["rps"]) for x, y in zip(a, b)]
-    else:
-        rs = [x[field] / y[field] for x, y in zip(a, b)]
+    rs = [value(x) / value(y) for x, y in zip(a, b)]
     return med(rs), min(rs), max(rs)
+rps = lambda r: r["rps"]
+p99 = lambda r: r["p99_ms"]
+cpu_per_request = lambda r: r["cpu"] / r["rps"]
 def cell(r, digits, target=""):
     if r is None:
         return "—"
@@ -184,11 +185,11 @@ print("|---|---|---|---|---|---|---|---|")
 for delay_ms, c in sorted({k[:2] for k in agg}, key=lambda k: (-k[0], k[1])):
     d, t, w = ((delay_ms, c, kind) for kind in ("deferred", "tokio", "twisted"))
     cells = [f"{c / (delay_ms / 1000):,.0f}/s",
-             cell(ratio(d, t, "rps"), 2, " (target ≥ 0.95x)"),
-             cell(ratio(d, t, "p99_ms"), 2, " (target ≤ 1.1x)"),
-             cell(ratio(d, w, "rps"), 1, " (target ≥ 10x)"),
-             cell(ratio(t, w, "rps"), 1),
-             cell(ratio(d, w, None, invert_cpu=True), 1)]
+             cell(ratio(d, t, rps), 2, " (target ≥ 0.95x)"),
+             cell(ratio(d, t, p99), 2, " (target ≤ 1.1x)"),
+             cell(ratio(d, w, rps), 1, " (target ≥ 10x)"),
+             cell(ratio(t, w, rps), 1),
+             cell(ratio(w, d, cpu_per_request), 1)]
     print(f"| {delay_ms:g} ms | {c:,} | {' | '.join(cells)} |")
 print()
 print("Ratios: the median of the rounds' ratios (each round runs the servers back to back), and their range.")
